@@ -1,0 +1,215 @@
+"""The build stage: render every requested service, skip what the cache holds, build the rest.
+
+Cache key = sha256(rendered build context + base image ID). An image whose
+``io.ipabuild.cache-key`` label equals the key is up to date and buildah is not run
+at all. Independent images build concurrently; one failure does not hide the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from ipabuild import buildah
+from ipabuild.bases import ResolvedBase, base_reference, resolve_base
+from ipabuild.errors import IpabuildError, UsageError
+from ipabuild.imagestore import inspect_image
+from ipabuild.render import BuildContext, render_service
+from ipabuild.spec import Project, Service
+
+CACHE_LABEL = "io.ipabuild.cache-key"
+STEP_LINE = re.compile(r"^(STEP \d+/\d+: .*)$", re.MULTILINE)
+Status = Literal["cached", "built", "failed", "rendered"]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What the user asked ``ipabuild images`` for."""
+
+    family: str
+    tag: str
+    no_cache: bool = False
+    jobs: int = 2
+    push: str | None = None
+    tls_verify: bool | None = None
+    render_only: Path | None = None
+
+
+@dataclass
+class ImageResult:
+    """What happened to one image; the ``--json`` document is a list of these."""
+
+    service: str
+    name: str
+    status: Status
+    image_id: str = ""
+    size: int = 0
+    seconds: float = 0.0
+    cache_key: str = ""
+    pushed_to: str = ""
+    error: str = ""
+    failed_step: str = ""
+    log: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["cache_hit"] = self.status == "cached"
+        return data
+
+
+Reporter = Callable[[str, str], None]
+
+
+def image_name(project: Project, service: str, tag: str) -> str:
+    return f"{project.image.prefix}/{service}:{tag}"
+
+
+def cache_key(context: BuildContext, base_id: str) -> str:
+    return hashlib.sha256(f"{context.content_key}\0{base_id}".encode()).hexdigest()
+
+
+def git_revision(root: Path) -> str:
+    """The checkout's commit, for the OCI revision label ("unknown" outside git)."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def failed_step(log_text: str) -> str:
+    """The last buildah STEP line of a log: where the build stopped."""
+    steps = STEP_LINE.findall(log_text)
+    return steps[-1] if steps else "before the first build step"
+
+
+class ImageBuilder:
+    """Builds a set of services for one family; see module docstring for the cache."""
+
+    def __init__(self, root: Path, project: Project, options: BuildOptions,
+                 report: Reporter, state_dir: Path) -> None:
+        if options.family not in project.families:
+            raise UsageError(f"unknown family {options.family!r}",
+                             "choose from: " + ", ".join(project.families))
+        self.root = root
+        self.project = project
+        self.options = options
+        self.report = report
+        self.state_dir = state_dir
+        self.revision = git_revision(root)
+
+    def run(self, services: list[Service]) -> list[ImageResult]:
+        """Build (or render) ``services``; returns one result per service, in order."""
+        for service in services:
+            if self.options.family not in service.families:
+                raise UsageError(
+                    f"service {service.name!r} has no {self.options.family!r} family entry",
+                    f"add `families: {self.options.family}:` to its service.yaml",
+                )
+        if self.options.render_only is not None:
+            return [self._render_only(s, self.options.render_only) for s in services]
+        bases = self._resolve_bases(services)
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
+            futures = [pool.submit(self._one, s, bases[s.families[self.options.family].base])
+                       for s in services]
+            return [f.result() for f in futures]
+
+    def _render_only(self, service: Service, out: Path) -> ImageResult:
+        base = service.families[self.options.family].base
+        reference = base_reference(self.project, self.options.family, base)
+        context = render_service(self.root, self.project, service, self.options.family, reference)
+        target = out / service.name
+        context.write(target)
+        self.report(service.name, f"rendered to {target}")
+        return ImageResult(service.name, image_name(self.project, service.name, self.options.tag),
+                           "rendered", cache_key=context.content_key, notes=[str(target)])
+
+    def _resolve_bases(self, services: list[Service]) -> dict[str, ResolvedBase]:
+        resolved: dict[str, ResolvedBase] = {}
+        for service in services:
+            base = service.families[self.options.family].base
+            if base in resolved:
+                continue
+            started = time.monotonic()
+            result = resolve_base(self.project, self.options.family, base, create=True)
+            if result.action != "present":
+                self.report(f"base:{base}",
+                            f"{result.action} {result.reference} "
+                            f"in {time.monotonic() - started:.1f}s")
+            resolved[base] = result
+        return resolved
+
+    def _one(self, service: Service, base: ResolvedBase) -> ImageResult:
+        started = time.monotonic()
+        name = image_name(self.project, service.name, self.options.tag)
+        try:
+            context = render_service(self.root, self.project, service, self.options.family,
+                                     base.reference)
+            key = cache_key(context, base.image_id)
+            existing = inspect_image(name)
+            if (existing is not None and not self.options.no_cache
+                    and existing.labels.get(CACHE_LABEL) == key):
+                result = ImageResult(service.name, name, "cached", existing.image_id,
+                                     existing.size, cache_key=key)
+                self.report(service.name, "cached (no build needed)")
+            else:
+                result = self._build(service, context, name, key)
+            if result.status != "failed" and self.options.push:
+                self._push(result)
+        except IpabuildError as exc:
+            result = ImageResult(service.name, name, "failed", error=exc.user_message())
+            self.report(service.name, f"FAILED: {exc.user_message().splitlines()[0]}")
+        result.seconds = round(time.monotonic() - started, 2)
+        return result
+
+    def _build(self, service: Service, context: BuildContext, name: str, key: str) -> ImageResult:
+        context_dir = self.state_dir / "contexts" / self.options.family / service.name
+        log_path = self.state_dir / "logs" / f"{service.name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        context.write(context_dir)
+        self.report(service.name, "building")
+        labels = {
+            "org.opencontainers.image.version": self.options.tag,
+            "org.opencontainers.image.revision": self.revision,
+            "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "org.opencontainers.image.source": self.project.source,
+            CACHE_LABEL: key,
+        }
+        outcome = buildah.build(context_dir, name, labels, no_cache=self.options.no_cache,
+                                log_path=log_path)
+        if not outcome.succeeded:
+            step = failed_step(outcome.stdout)
+            self.report(service.name, f"FAILED at {step}")
+            return ImageResult(service.name, name, "failed", cache_key=key,
+                               error=outcome.tail(20), failed_step=step, log=str(log_path))
+        info = inspect_image(name)
+        self.report(service.name, "built")
+        return ImageResult(service.name, name, "built", info.image_id if info else "",
+                           info.size if info else 0, cache_key=key, log=str(log_path))
+
+    def _push(self, result: ImageResult) -> None:
+        registry = (self.options.push or "").rstrip("/")
+        destination = f"docker://{registry}/{result.service}:{self.options.tag}"
+        host = registry.split("/")[0].split(":")[0]
+        tls_verify = self.options.tls_verify
+        if tls_verify is None:
+            tls_verify = host not in {"localhost", "127.0.0.1", "::1"}
+        self.report(result.service, f"pushing to {destination}")
+        outcome = buildah.push(result.name, destination, tls_verify=tls_verify)
+        if outcome.succeeded:
+            result.pushed_to = destination
+        else:
+            result.status = "failed"
+            result.failed_step = "push"
+            result.error = outcome.tail(10)
+            self.report(result.service, f"push FAILED: {outcome.tail(1)}")

@@ -1,0 +1,124 @@
+"""The command line: parses arguments, calls a stage, turns errors into one line + status.
+
+Exit statuses: 0 success; 1 a runtime failure (a build, a push, a failed check);
+2 a configuration or usage error (bad YAML, unknown key, unknown service or family).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ipabuild import __version__
+from ipabuild.errors import IpabuildError
+
+
+def _root(root: str | None) -> Path:
+    from ipabuild.spec import find_root
+
+    return Path(root).resolve() if root else find_root(Path.cwd())
+
+
+def _fail(exc: IpabuildError) -> None:
+    click.echo(f"ipabuild: error: {exc.user_message()}", err=True)
+    sys.exit(exc.exit_status)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ipabuild")
+@click.option("--root", envvar="IPABUILD_ROOT", type=click.Path(file_okay=False),
+              help="Project directory holding ipabuild.yaml (default: nearest upwards).")
+@click.pass_context
+def main(ctx: click.Context, root: str | None) -> None:
+    """Build, deploy and prove unprivileged FreeIPA service containers.
+
+    Start with `ipabuild doctor --fix` on a new host, then `ipabuild images`.
+    """
+    ctx.obj = {"root": root}
+
+
+@main.command()
+@click.option("--service", "services", default="",
+              help="Comma-separated services to build (default: all under services/).")
+@click.option("--family", default=None, help="Distribution family (default: ipabuild.yaml's).")
+@click.option("--tag", default=None, help="Image tag (default: ipabuild.yaml's image.tag).")
+@click.option("--push", "push", default=None, metavar="REGISTRY",
+              help="Push each image to REGISTRY[/path] as <service>:<tag> after building.")
+@click.option("--tls-verify/--no-tls-verify", default=None,
+              help="Verify the registry's TLS (default: on, off for localhost/127.0.0.1).")
+@click.option("--render-only", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Write each service's Containerfile and files to DIR/<service>; no build.")
+@click.option("--json", "json_output", is_flag=True,
+              help="Print one JSON document (per image: name, id, size, cache hit, seconds).")
+@click.option("--no-cache", is_flag=True, help="Rebuild even when the cache key matches.")
+@click.option("--jobs", default=2, show_default=True, help="Images built concurrently.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.pass_context
+def images(ctx: click.Context, services: str, family: str | None, tag: str | None,
+           push: str | None, tls_verify: bool | None, render_only: str | None,
+           json_output: bool, no_cache: bool, jobs: int, quiet: bool) -> None:
+    """Build the unprivileged service images (ldap, kdc, http, ca) with buildah.
+
+    Images are named <prefix>/<service>:<tag>. An image whose cache key (rendered
+    build context + base image ID) is unchanged is not rebuilt. Bases that cannot be
+    pulled are bootstrapped with mmdebstrap. Exit status: 0 all images ready, 1 a
+    build or push failed (the others are still reported), 2 a spec error.
+    """
+    from ipabuild.build import BuildOptions, ImageBuilder
+    from ipabuild.progress import reporter, summary_table
+    from ipabuild.spec import load_project, load_services
+
+    try:
+        root = _root(ctx.obj["root"])
+        project = load_project(root)
+        wanted = [s.strip() for s in services.split(",") if s.strip()]
+        loaded = load_services(root, project, wanted)
+        options = BuildOptions(
+            family=family or project.default_family, tag=tag or project.image.tag,
+            no_cache=no_cache, jobs=jobs, push=push, tls_verify=tls_verify,
+            render_only=Path(render_only) if render_only else None,
+        )
+        with reporter(json_output, quiet) as report:
+            builder = ImageBuilder(root, project, options, report, root / ".ipabuild")
+            results = builder.run(loaded)
+    except IpabuildError as exc:
+        _fail(exc)
+        return
+    if json_output:
+        click.echo(json.dumps({"family": options.family, "tag": options.tag,
+                               "images": [r.to_json() for r in results]}, indent=2))
+    elif not quiet:
+        Console().print(summary_table(results))
+        for r in results:
+            if r.status == "failed":
+                click.echo(f"\n{r.service}: failed at {r.failed_step or 'an early step'}"
+                           f" (log: {r.log or 'none'})\n{r.error}", err=True)
+    sys.exit(1 if any(r.status == "failed" for r in results) else 0)
+
+
+@main.command()
+@click.option("--fix", is_flag=True, help="Apply the safe fixes (containers.conf, sub-IDs).")
+@click.option("--json", "json_output", is_flag=True, help="Print the checks as JSON.")
+def doctor(fix: bool, json_output: bool) -> None:
+    """Check this host can build and run ipabuild's containers; say how to fix what is not.
+
+    Checks buildah, podman, runc, mmdebstrap, a working OCI runtime, the ulimits
+    podman sets, the `containers` sub-ID ranges for user namespaces and a kustomize
+    (kubectl, kustomize or oc). Exit status 1 when a required check fails.
+    """
+    from ipabuild.doctor import render_report, run_checks
+
+    checks = run_checks(fix=fix)
+    if json_output:
+        click.echo(json.dumps([c.to_json() for c in checks], indent=2))
+    else:
+        Console().print(render_report(checks))
+    sys.exit(1 if any(c.required and not c.ok for c in checks) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Queries of the local image store (shared by buildah and podman).
+
+``podman image inspect`` is used because it reports the size in bytes and the labels
+in one call; buildah's JSON gives a human-readable size only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ipabuild.commands import run
+
+PODMAN = "podman"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What ipabuild needs to know about a local image."""
+
+    name: str
+    image_id: str
+    labels: dict[str, str]
+    size: int
+    user: str = ""
+    config: dict | None = None  # type: ignore[type-arg]
+
+
+def inspect_image(name: str) -> ImageInfo | None:
+    """The local image ``name``, or None when it does not exist."""
+    result = run([PODMAN, "image", "inspect", name], check=False)
+    if not result.succeeded:
+        return None
+    data = json.loads(result.stdout)[0]
+    config = data.get("Config") or {}
+    return ImageInfo(name, data["Id"], config.get("Labels") or {}, int(data.get("Size", 0)),
+                     config.get("User", ""), config)

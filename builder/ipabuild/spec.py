@@ -1,0 +1,324 @@
+"""Load and validate ``ipabuild.yaml`` and every ``services/<name>/service.yaml``.
+
+The models are strict (unknown keys are errors) because a typo that silently does
+nothing is the worst failure a declarative spec can have. Every validation error is
+turned into one :class:`ConfigError` naming file, line and fix.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ipabuild.errors import ConfigError, UsageError
+from ipabuild.yamlsource import YamlDocument, load_yaml
+
+PROJECT_FILE = "ipabuild.yaml"
+SERVICE_FILE = "service.yaml"
+COMMON_DIR = "common"
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- ipabuild.yaml -------------------------------------------------------------------
+
+
+class Bootstrap(StrictModel):
+    """How to make a base image locally with mmdebstrap (no registry needed)."""
+
+    suite: str
+    mirror: str = "http://deb.debian.org/debian"
+    extra_suites: list[str] = Field(default_factory=list)
+    variant: str = "minbase"
+    include: list[str] = Field(default_factory=list)
+    exclude_paths: list[str] = Field(default_factory=list)
+
+
+class Base(StrictModel):
+    """A base image: bootstrapped locally, or taken from a registry (``from``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    bootstrap: Bootstrap | None = None
+    from_image: str | None = Field(default=None, alias="from")
+
+    @field_validator("from_image")
+    @classmethod
+    def _reference_has_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("`from` must name an image such as registry.example/fedora:43")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Base:
+        if (self.bootstrap is None) == (self.from_image is None):
+            raise ValueError("a base needs exactly one of `bootstrap` or `from`")
+        return self
+
+
+class Family(StrictModel):
+    """A distribution family: its package manager and the bases services may use."""
+
+    package_manager: Literal["apt", "dnf"]
+    bases: dict[str, Base]
+    common_packages: list[str] = Field(
+        default_factory=list, description="installed in every image of this family"
+    )
+
+
+class PackageOverride(StrictModel):
+    """Kolla-style change of a package list: replace it, or append/remove entries."""
+
+    override: list[str] | None = None
+    append: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class ImageSettings(StrictModel):
+    prefix: str = "localhost/ipabuild"
+    tag: str = "latest"
+
+
+class Project(StrictModel):
+    """Project-wide settings from ``ipabuild.yaml``."""
+
+    realm: str
+    domain: str
+    image: ImageSettings = Field(default_factory=ImageSettings)
+    default_family: str = "debian"
+    source: str = "https://github.com/ipabuild/ipabuild"
+    families: dict[str, Family]
+    overrides: dict[str, dict[str, PackageOverride]] = Field(default_factory=dict)
+
+    @field_validator("realm")
+    @classmethod
+    def _realm_upper(cls, value: str) -> str:
+        if value != value.upper():
+            raise ValueError("a Kerberos realm is written in capitals, e.g. EXAMPLE.TEST")
+        return value
+
+    @property
+    def suffix(self) -> str:
+        """The LDAP suffix derived from the domain (``dc=example,dc=test``)."""
+        return ",".join(f"dc={part}" for part in self.domain.split("."))
+
+
+# --- services/<name>/service.yaml ----------------------------------------------------
+
+
+class FamilyPackages(StrictModel):
+    """What a service needs from one family: its base and its packages."""
+
+    base: str
+    packages: list[str] = Field(default_factory=list)
+    build_steps: list[str] = Field(default_factory=list)
+
+
+class FileEntry(StrictModel):
+    """A file copied into the image; ``.j2`` sources are rendered with Jinja2."""
+
+    src: str
+    dest: str
+    mode: str = "0644"
+
+    @field_validator("dest")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("dest must be an absolute path in the image")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _octal(cls, value: str) -> str:
+        if not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError("mode is an octal string such as '0755'")
+        if int(value, 8) & 0o6000:
+            raise ValueError("setuid/setgid modes are not allowed by the image contract")
+        return value.zfill(4)
+
+
+class Port(StrictModel):
+    name: str
+    port: int = Field(ge=1024, le=65535, description="unprivileged port inside the container")
+    service_port: int = Field(ge=1, le=65535, description="standard port a Service exposes")
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class Volume(StrictModel):
+    name: str
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a volume path must be absolute")
+        return value
+
+
+class Healthcheck(StrictModel):
+    command: list[str]
+    interval: int = 10
+    timeout: int = 5
+    retries: int = 3
+    start_period: int = 60
+
+
+class Secret(StrictModel):
+    """A secret delivered at run time as a mounted file (never env, never a layer)."""
+
+    name: str
+    path: str
+
+
+class Service(StrictModel):
+    """One service's declaration. Services are data: no Python knows their names."""
+
+    name: str = ""
+    description: str
+    user: int = Field(gt=0, description="numeric, non-root USER of the image")
+    families: dict[str, FamilyPackages]
+    files: list[FileEntry] = Field(default_factory=list)
+    build_steps: list[str] = Field(default_factory=list)
+    ports: list[Port] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list)
+    writable: list[str] = Field(default_factory=list)
+    tmpfs: list[str] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    secrets: list[Secret] = Field(default_factory=list)
+    entrypoint: list[str]
+    command: list[str] = Field(default_factory=list)
+    healthcheck: Healthcheck | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    exceptions: list[str] = Field(
+        default_factory=list,
+        description="explicit deviations from the image contract, with the reason",
+    )
+    read_only_root: bool = True
+
+
+# --- loading -------------------------------------------------------------------------
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _validate(model: type[ModelT], doc: YamlDocument, extra: dict[str, Any]) -> ModelT:
+    try:
+        return model.model_validate({**doc.data, **extra})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        shown = ".".join(str(part) for part in loc) or "(top level)"
+        kind = first["type"]
+        if kind == "extra_forbidden":
+            fix = f"remove or rename `{shown}`; allowed keys are listed in docs/spec.md"
+            problem = f"unknown key `{shown}`"
+        elif kind == "missing":
+            fix = f"add `{shown}`"
+            problem = f"missing key `{shown}`"
+        else:
+            fix = "see docs/spec.md for the expected type"
+            problem = f"`{shown}`: {first['msg']}"
+        raise ConfigError(doc.path, problem, doc.line_of(loc), fix) from exc
+
+
+def load_project(root: Path) -> Project:
+    """Read and validate ``<root>/ipabuild.yaml``."""
+    doc = load_yaml(root / PROJECT_FILE)
+    project = _validate(Project, doc, {})
+    if project.default_family not in project.families:
+        raise ConfigError(
+            doc.path, f"default_family {project.default_family!r} is not under `families`",
+            doc.line_of(("default_family",)), "name one of: " + ", ".join(project.families),
+        )
+    return project
+
+
+def load_service(root: Path, name: str, project: Project) -> Service:
+    """Read and validate ``services/<name>/service.yaml`` against the project."""
+    path = root / "services" / name / SERVICE_FILE
+    doc = load_yaml(path)
+    service = _validate(Service, doc, {"name": name})
+    for family_name, wanted in service.families.items():
+        family = project.families.get(family_name)
+        if family is None:
+            raise ConfigError(
+                path, f"unknown family {family_name!r}", doc.line_of(("families", family_name)),
+                "use a family defined in ipabuild.yaml: " + ", ".join(project.families),
+            )
+        if wanted.base not in family.bases:
+            raise ConfigError(
+                path, f"family {family_name!r} has no base {wanted.base!r}",
+                doc.line_of(("families", family_name, "base")),
+                "use one of: " + ", ".join(family.bases),
+            )
+    for index, entry in enumerate(service.files):
+        if not (path.parent / entry.src).is_file():
+            raise ConfigError(
+                path, f"file {entry.src!r} does not exist in services/{name}/",
+                doc.line_of(("files", index, "src")), "create it or correct `src`",
+            )
+    return service
+
+
+class CommonFiles(StrictModel):
+    """``services/common/files.yaml``: files every image carries (e.g. the passwd shim)."""
+
+    files: list[FileEntry] = Field(default_factory=list)
+
+
+def load_common_files(root: Path) -> list[FileEntry]:
+    """The shared files of every image; none when services/common/files.yaml is absent."""
+    path = root / "services" / COMMON_DIR / "files.yaml"
+    if not path.is_file():
+        return []
+    doc = load_yaml(path)
+    common = _validate(CommonFiles, doc, {})
+    for index, entry in enumerate(common.files):
+        if not (path.parent / entry.src).is_file():
+            raise ConfigError(path, f"file {entry.src!r} does not exist in services/common/",
+                              doc.line_of(("files", index, "src")), "create it or correct `src`")
+    return common.files
+
+
+def service_names(root: Path) -> list[str]:
+    """Every service directory that holds a service.yaml, sorted."""
+    base = root / "services"
+    return sorted(p.parent.name for p in base.glob(f"*/{SERVICE_FILE}"))
+
+
+def load_services(root: Path, project: Project, wanted: list[str] | None = None) -> list[Service]:
+    """Load the named services (all when ``wanted`` is empty), in dependency order."""
+    known = service_names(root)
+    names = wanted or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(
+            f"unknown service {', '.join(unknown)}", "choose from: " + ", ".join(known)
+        )
+    return [load_service(root, name, project) for name in names]
+
+
+def find_root(start: Path) -> Path:
+    """The project root: the nearest directory upwards holding ``ipabuild.yaml``."""
+    for candidate in [start, *start.parents]:
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise UsageError(
+        f"no {PROJECT_FILE} in {start} or any parent directory",
+        "run ipabuild inside a project checkout or pass --root DIR",
+    )

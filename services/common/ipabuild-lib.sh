@@ -1,0 +1,57 @@
+# Shell helpers shared by every ipabuild entrypoint (sourced, not executed).
+# Why: each daemon must run under any UID with GID 0 and tell the operator what it is
+# waiting for; these few functions keep that behaviour identical across images.
+
+ipabuild_log() {
+    printf '%s ipabuild[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${IPABUILD_SERVICE:-?}" "$*" >&2
+}
+
+ipabuild_die() {
+    ipabuild_log "FATAL: $*"
+    exit 1
+}
+
+# Give the running UID a passwd entry when it has none: OpenShift assigns an arbitrary
+# UID that no /etc/passwd knows, and daemons (lib389, Kerberos, Tomcat) look it up.
+# /etc stays read-only; nss_wrapper reads a copy under /tmp.
+ipabuild_ensure_user() {
+    local uid gid dir
+    uid=$(id -u)
+    gid=$(id -g)
+    if getent passwd "$uid" >/dev/null 2>&1; then
+        return 0
+    fi
+    dir=$(mktemp -d /tmp/ipabuild-nss.XXXXXX)
+    cp /etc/passwd "$dir/passwd"
+    cp /etc/group "$dir/group"
+    printf '%s:x:%s:%s:ipabuild runtime user:%s:/usr/sbin/nologin\n' \
+        "${IPABUILD_USER_NAME:-ipabuild}" "$uid" "$gid" "${HOME:-/tmp}" >>"$dir/passwd"
+    export NSS_WRAPPER_PASSWD="$dir/passwd" NSS_WRAPPER_GROUP="$dir/group"
+    export LD_PRELOAD=libnss_wrapper.so
+    ipabuild_log "UID $uid had no passwd entry; provided one through nss_wrapper"
+}
+
+# Read a secret mounted as a file (podman secret, Kubernetes Secret volume). Secrets
+# never come from the environment or from image layers.
+ipabuild_secret() {
+    local name=$1 path="${IPABUILD_SECRETS_DIR:-/run/secrets}/$1"
+    [ -r "$path" ] || ipabuild_die "secret '$name' missing: mount it as a file at $path" \
+        "(podman: --secret $name; Kubernetes: a Secret volume; ipabuild secrets writes them)"
+    tr -d '\n' <"$path"
+}
+
+# Wait for host:port to accept TCP connections, saying what is awaited and why.
+ipabuild_wait_tcp() {
+    local host=$1 port=$2 why=$3 timeout=${4:-${IPABUILD_WAIT_TIMEOUT:-0}} waited=0
+    until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
+        if [ $((waited % 10)) -eq 0 ]; then
+            ipabuild_log "waiting for $host:$port ($why)"
+        fi
+        if [ "$timeout" -gt 0 ] && [ "$waited" -ge "$timeout" ]; then
+            ipabuild_die "gave up after ${waited}s waiting for $host:$port ($why)"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    ipabuild_log "$host:$port is up ($why)"
+}

@@ -35,7 +35,7 @@ ipabuild_ensure_user() {
 # never come from the environment or from image layers.
 ipabuild_secret() {
     local name=$1 path="${IPABUILD_SECRETS_DIR:-/run/secrets}/$1"
-    [ -r "$path" ] || ipabuild_die "secret '$name' missing: mount it as a file at $path" \
+    [ -r "$path" ] && [ -s "$path" ] || ipabuild_die "secret '$name' missing: mount it as a file at $path" \
         "(podman: --secret $name; Kubernetes: a Secret volume; ipabuild secrets writes them)"
     tr -d '\n' <"$path"
 }

@@ -5,9 +5,9 @@ set -euo pipefail
 IPABUILD_SERVICE=ldap
 . /usr/local/lib/ipabuild/lib.sh
 
-instance=${LDAP_INSTANCE:-ipa}
+instance=${LDAP_INSTANCE:-localhost}
 data=/data
-config=$data/config
+config=/etc/dirsrv/slapd-$instance   # a link into the volume
 marker=$data/.ipabuild-initialised
 ldapi_url="ldapi://$(printf '%s' "$data/run/slapd-$instance.socket" | sed 's#/#%2F#g')"
 
@@ -49,11 +49,14 @@ initialise() {
         -e "s/@DM_PASSWORD@/$(sed 's/[&/\]/\\&/g' "$secret_file")/" \
         /usr/share/ipabuild/instance.inf.in >"$inf"
     ipabuild_log "creating instance '$instance' under $data as UID $(id -u) GID $(id -g)"
-    mkdir -p "$config"
+    mkdir -p "$data/config" "$data/db" "$data/etc/default"
+    # /etc/dirsrv is a link to $data/etc/dirsrv: the instance's config and dscreate's
+    # self-signed CA (ssca) live on the volume, never in the image.
+    cp -r /usr/share/ipabuild/dirsrv-etc "$data/etc/dirsrv"
     # lib389 uses container paths (ldapi URI, no systemd, no pid file under /run) only
     # when this file exists; configparser reads it, so '%' is written '%%'.
     printf '[localhost]\nldapi = %s\n' "$(printf '%s' "$ldapi_url" | sed 's/%/%%/g')" \
-        >"$config/container.inf"
+        >"$data/config/container.inf"
     dscreate -j from-file "$inf" >&2 || { rm -f "$inf" "$secret_file"; \
         ipabuild_die "dscreate failed; the log above says why"; }
     rm -f "$inf"
@@ -73,9 +76,12 @@ initialise() {
     ldapadd -x -c -H ldap://127.0.0.1:3389 -D "cn=Directory Manager" -y "$secret_file" \
         -f /usr/share/ipabuild/base-tree.ldif >/dev/null
     rm -f "$secret_file"
+    # ns-slapd daemonised itself: stop it through its pid file and wait until it is gone.
     pid=$(cat "$pidfile" 2>/dev/null || true)
-    [ -z "$pid" ] || kill -TERM "$pid"
-    wait || true
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid"
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    fi
     date -u +%Y-%m-%dT%H:%M:%SZ >"$marker"
     ipabuild_log "instance '$instance' created; Kerberos schema and base tree loaded"
 }

@@ -26,9 +26,10 @@ dm_bind_ok() {
 
 check_existing_data() {
     if [ -e "$config/dse.ldif" ]; then
-        [ -r "$config/dse.ldif" ] && [ -w "$config" ] && return 0
+        # 389-ds/NSS files are owner-only (dse.ldif 0640, key4.db 0600): same UID only.
+        [ "$(stat -L -c %u "$config/dse.ldif")" = "$(id -u)" ] && return 0
         ipabuild_die "an instance exists on $data but UID $(id -u) cannot use it (owner" \
-            "$(stat -c %u:%g "$config/dse.ldif")); run with the UID that created it or" \
+            "$(stat -L -c %u:%g "$config/dse.ldif")); run with the UID that created it or" \
             "re-own the volume (podman -v NAME:/data:U)"
     fi
     if [ -n "$(ls -A "$data" 2>/dev/null | grep -v '^lost+found$' || true)" ]; then

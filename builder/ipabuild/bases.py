@@ -35,8 +35,9 @@ class ResolvedBase:
 
 
 def bootstrap_hash(bootstrap: Bootstrap) -> str:
-    """Short hash of the bootstrap settings: part of the base image's tag."""
-    text = json.dumps(bootstrap.model_dump(), sort_keys=True)
+    """Short hash of the bootstrap command: part of the base image's tag, so a change of
+    settings or of how ipabuild bootstraps makes a new base."""
+    text = json.dumps(mmdebstrap_argv(bootstrap, Path("-")))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -54,6 +55,8 @@ def mmdebstrap_argv(bootstrap: Bootstrap, target: Path) -> list[str]:
     argv = ["mmdebstrap", f"--variant={bootstrap.variant}", "--quiet"]
     if bootstrap.include:
         argv.append("--include=" + ",".join(bootstrap.include))
+    # Image contract: no setuid/setgid file even in the base layer.
+    argv.append('--customize-hook=find "$1" -xdev -perm /6000 -type f -exec chmod ug-s {} +')
     for pattern in bootstrap.exclude_paths:
         argv.append(f"--dpkgopt=path-exclude={pattern}")
     mirrors = [f"deb {bootstrap.mirror} {suite} main" for suite in bootstrap.extra_suites]

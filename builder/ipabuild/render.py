@@ -153,6 +153,7 @@ def render_service(
         "cache_id": f"{family_name}-{wanted.base}",
         "package_manager": family.package_manager,
         "packages": packages,
+        "prune": wanted.prune,
         "package_steps": wanted.build_steps,
         "build_steps": service.build_steps,
         "writable": sorted({*service.writable, *(v.path for v in service.volumes)}),

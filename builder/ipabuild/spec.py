@@ -125,6 +125,10 @@ class FamilyPackages(StrictModel):
     base: str
     packages: list[str] = Field(default_factory=list)
     build_steps: list[str] = Field(default_factory=list)
+    prune: list[str] = Field(
+        default_factory=list,
+        description="paths deleted in the same layer that installs them (e.g. test keys)",
+    )
 
 
 class FileEntry(StrictModel):

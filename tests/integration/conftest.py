@@ -1,0 +1,46 @@
+"""Integration fixtures: images are built once per session with the real CLI (buildah)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.podman_cli import Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ["ldap", "kdc", "http", "ca"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def ipabuild(*args: str, root: Path = ROOT, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run the installed CLI as a user would."""
+    return subprocess.run([sys.executable, "-m", "ipabuild.cli", "--root", str(root), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def built() -> dict[str, dict]:
+    """Build (or find cached) every split image; map service -> its JSON result."""
+    result = ipabuild("images", "--json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads(result.stdout)
+    return {image["service"]: image for image in document["images"]}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox()
+    try:
+        yield box
+    finally:
+        box.cleanup()

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
-def sh(argv: Sequence[str], check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+def sh(argv: Sequence[str], check: bool = True,
+       timeout: float = 600) -> subprocess.CompletedProcess:
     result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
                             check=False)
     if check and result.returncode != 0:

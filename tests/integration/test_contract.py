@@ -71,10 +71,12 @@ def test_detector_catches_what_it_should(tmp_path: Path) -> None:
     import tarfile
 
     tarball = tmp_path / "layer.tar"
+    key = (b"-----BEGIN RSA PRIVATE KEY-----\n" + b"QUJD" * 16
+           + b"\n-----END RSA PRIVATE KEY-----\n")
     with tarfile.open(tarball, "w") as archive:
         for name, data, mode in [("usr/bin/su", b"x", 0o4755),
                                  ("etc/ssl/private/k.pem",
-                                  b"-----BEGIN RSA PRIVATE KEY-----\n" + b"QUJD" * 16 + b"\n-----END RSA PRIVATE KEY-----\n", 0o600),
+                                  key, 0o600),
                                  ("etc/krb5.keytab", b"\x05\x02", 0o600)]:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), mode

@@ -104,7 +104,8 @@ def test_customize_override_append_remove() -> None:
 def test_overrides_reach_the_containerfile(project_copy: Path) -> None:
     config = project_copy / "ipabuild.yaml"
     config.write_text(config.read_text().replace(
-        "overrides: {}", "overrides:\n  kdc:\n    debian: {append: [strace], remove: [ldap-utils]}"))
+        "overrides: {}",
+        "overrides:\n  kdc:\n    debian: {append: [strace], remove: [ldap-utils]}"))
     text = render(project_copy, "debian", "kdc").containerfile
     install = next(line for line in text.splitlines() if "krb5-kdc" in line)
     assert "strace" in install and "ldap-utils" not in install

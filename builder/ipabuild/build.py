@@ -21,7 +21,7 @@ from typing import Literal
 from ipabuild import buildah
 from ipabuild.bases import ResolvedBase, base_reference, resolve_base
 from ipabuild.errors import IpabuildError, UsageError
-from ipabuild.imagestore import inspect_image
+from ipabuild.imagestore import inspect_image, remove_if_dangling
 from ipabuild.render import BuildContext, render_service
 from ipabuild.spec import Project, Service
 
@@ -164,6 +164,8 @@ class ImageBuilder:
                 self.report(service.name, "cached (no build needed)")
             else:
                 result = self._build(service, context, name, key)
+                if existing is not None and result.image_id not in ("", existing.image_id):
+                    remove_if_dangling(existing.image_id)
             if result.status != "failed" and self.options.push:
                 self._push(result)
         except IpabuildError as exc:

@@ -120,5 +120,18 @@ def doctor(fix: bool, json_output: bool) -> None:
     sys.exit(1 if any(c.required and not c.ok for c in checks) else 0)
 
 
+@main.command()
+@click.argument("kind", type=click.Choice(["project", "service"]))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of ipabuild.yaml (project) or service.yaml (service).
+
+    Point an editor's YAML language server at it for completion and checks; the same
+    files are committed under docs/schema/.
+    """
+    from ipabuild.spec import json_schema
+
+    click.echo(json.dumps(json_schema(kind), indent=2, sort_keys=True))
+
+
 if __name__ == "__main__":
     main()

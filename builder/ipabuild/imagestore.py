@@ -35,3 +35,17 @@ def inspect_image(name: str) -> ImageInfo | None:
     config = data.get("Config") or {}
     return ImageInfo(name, data["Id"], config.get("Labels") or {}, int(data.get("Size", 0)),
                      config.get("User", ""), config)
+
+
+def remove_if_dangling(image_id: str) -> bool:
+    """Remove a superseded image unless it is still tagged or used by a container.
+
+    Why: every rebuild would otherwise leave the previous image behind and a CI host's
+    storage would grow without bound. ``podman rmi`` without ``--force`` refuses images
+    in use, which is exactly the guard wanted.
+    """
+    result = run([PODMAN, "image", "inspect", "--format", "{{len .RepoTags}}", image_id],
+                 check=False)
+    if not result.succeeded or result.stdout.strip() != "0":
+        return False
+    return run([PODMAN, "rmi", image_id], check=False).succeeded

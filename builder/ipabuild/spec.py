@@ -326,3 +326,12 @@ def find_root(start: Path) -> Path:
         f"no {PROJECT_FILE} in {start} or any parent directory",
         "run ipabuild inside a project checkout or pass --root DIR",
     )
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """JSON Schema of ``ipabuild.yaml`` ("project") or ``service.yaml`` ("service")."""
+    model: type[BaseModel] = Project if kind == "project" else Service
+    schema = model.model_json_schema(by_alias=True)
+    if kind == "service":
+        schema["properties"].pop("name", None)  # derived from the directory name
+    return schema

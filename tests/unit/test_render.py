@@ -129,3 +129,14 @@ def test_mmdebstrap_command_for_bullseye() -> None:
 def test_fedora_base_is_a_registry_reference() -> None:
     assert base_reference(PROJECT, "fedora", "fedora") == "registry.fedoraproject.org/fedora:43"
     assert base_reference(PROJECT, "debian", "trixie").startswith("localhost/ipabuild/base-")
+
+
+@pytest.mark.parametrize(("kind", "filename"), [("project", "ipabuild.schema.json"),
+                                                ("service", "service.schema.json")])
+def test_published_json_schema_is_current(kind: str, filename: str) -> None:
+    import json
+
+    from ipabuild.spec import json_schema
+
+    committed = json.loads((ROOT / "docs/schema" / filename).read_text())
+    assert committed == json_schema(kind), f"regenerate: ipabuild schema {kind}"

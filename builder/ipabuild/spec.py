@@ -189,6 +189,17 @@ class Secret(StrictModel):
     path: str
 
 
+class InitStep(StrictModel):
+    """A one-time initialisation run before the service's first start (an init container)."""
+
+    command: list[str]
+    root_in_user_namespace: bool = Field(
+        default=False,
+        description="needs euid 0, granted only inside a user namespace (never host root)",
+    )
+    reason: str = ""
+
+
 class Service(StrictModel):
     """One service's declaration. Services are data: no Python knows their names."""
 
@@ -207,6 +218,7 @@ class Service(StrictModel):
     entrypoint: list[str]
     command: list[str] = Field(default_factory=list)
     healthcheck: Healthcheck | None = None
+    init: InitStep | None = None
     depends_on: list[str] = Field(default_factory=list)
     exceptions: list[str] = Field(
         default_factory=list,

@@ -32,6 +32,7 @@ TOOLS: dict[str, str] = {
 HELPERS: dict[str, str] = {
     "/usr/lib/podman/netavark": "netavark",
     "/usr/lib/podman/aardvark-dns": "aardvark-dns",
+    "/usr/libexec/podman/catatonit": "catatonit",  # --init: reaps the CA's zombies
 }
 CONF_DROPIN = Path("/etc/containers/containers.conf.d/50-ipabuild.conf")
 SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))

@@ -55,3 +55,17 @@ ipabuild_wait_tcp() {
     done
     ipabuild_log "$host:$port is up ($why)"
 }
+
+# Write a keytab for PRINCIPAL whose keys derive from the password in secret SECRET: the
+# KDC derives the same keys from the same secret, so no keytab travels between pods.
+ipabuild_keytab() {
+    local principal=$1 secret=$2 keytab=$3 password enctype
+    password=$(ipabuild_secret "$secret")
+    {
+        for enctype in aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96; do
+            printf 'addent -password -p %s -k 1 -e %s\n%s\n' "$principal" "$enctype" "$password"
+        done
+        printf 'wkt %s\nquit\n' "$keytab"
+    } | ktutil >/dev/null
+    [ -s "$keytab" ] || ipabuild_die "could not write the keytab of $principal"
+}

@@ -12,15 +12,11 @@ ipabuild_ensure_user
 umask 0077
 mkdir -p "$run"
 
-service_password=$(ipabuild_secret http-service-password)
+ipabuild_secret http-service-password >/dev/null  # fail early and clearly when absent
 ipabuild_wait_tcp "${HTTP_KDC_HOST:-kdc}" "${HTTP_KDC_PORT:-8088}" \
     "the KDC of $IPA_REALM that knows $principal"
 
-# Same password + same principal (default salt) = the keys the KDC holds.
-printf 'addent -password -p %s -k 1 -e aes256-cts-hmac-sha1-96\n%s\naddent -password -p %s -k 1 -e aes128-cts-hmac-sha1-96\n%s\nwkt %s\nquit\n' \
-    "$principal" "$service_password" "$principal" "$service_password" "$run/http.keytab" |
-    ktutil >/dev/null
-unset service_password
+ipabuild_keytab "$principal" http-service-password "$run/http.keytab"
 
 if [ -r /run/secrets/http-tls-crt ] && [ -r /run/secrets/http-tls-key ]; then
     cp /run/secrets/http-tls-crt "$run/tls.crt"

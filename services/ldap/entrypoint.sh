@@ -16,6 +16,15 @@ umask 0007
 
 start_foreground() {
     mkdir -p "$data/run/lock" "$data/log"
+    if [ -s "${IPABUILD_SECRETS_DIR:-/run/secrets}/ldap-service-password" ]; then
+        mkdir -p /tmp/ipabuild-ldap
+        ipabuild_keytab "ldap/ldap.$IPA_DOMAIN@$IPA_REALM" ldap-service-password \
+            /tmp/ipabuild-ldap/ldap.keytab
+        export KRB5_KTNAME=FILE:/tmp/ipabuild-ldap/ldap.keytab
+        ipabuild_log "SASL/GSSAPI enabled for ldap/ldap.$IPA_DOMAIN@$IPA_REALM"
+    else
+        ipabuild_log "no ldap-service-password secret: SASL/GSSAPI binds disabled"
+    fi
     exec /usr/sbin/ns-slapd -D "$config" -i "$data/run/slapd-$instance.pid" -d 266354688
 }
 

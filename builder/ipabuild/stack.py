@@ -1,0 +1,327 @@
+"""The run stage: start, inspect and stop a split stack with podman (through podman-py).
+
+A stack is one podman network, one container per service (aliases ``<service>`` and
+``<service>.<domain>``), named volumes per service and podman secrets, all named
+``ipabuild-<stack>-…`` and labelled ``io.ipabuild.stack`` so two stacks never clash.
+
+UIDs: each service runs as a UID derived from the stack and service names (stable across
+``down``/``up``, which 389-ds's owner-only files need; arbitrary like OpenShift's). A
+service whose spec has an ``init`` step needing root runs, init and daemon alike, in a
+user namespace of its own: container root there is an unprivileged host UID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from podman import PodmanClient
+from podman.errors import APIError, NotFound
+
+from ipabuild.errors import IpabuildError, UsageError
+from ipabuild.podman_api import api_error, healthcheck, log_tail
+from ipabuild.secrets import SecretFiles
+from ipabuild.spec import Project, Service
+
+STACK_LABEL = "io.ipabuild.stack"
+SERVICE_LABEL = "io.ipabuild.service"
+USERNS_BASE = 200_000_000  # host IDs for per-stack user namespaces: below the split UIDs
+USERNS_SIZE = 65536
+READY_MARGIN = 30
+
+Reporter = Callable[[str, str], None]
+
+
+class ServiceNotReady(IpabuildError):
+    """A service failed its readiness wait; carries its last log lines."""
+
+    def __init__(self, service: str, reason: str, logs: str) -> None:
+        super().__init__(f"{service}: {reason}\n--- last log lines of {service} ---\n{logs}\n"
+                         f"(the other containers are left running for inspection; "
+                         f"`ipabuild down` removes them)")
+
+
+def stable_uid(stack: str, service: str) -> int:
+    """An arbitrary, stable UID in 1000000000..1999999999 (OpenShift-like)."""
+    digest = hashlib.sha256(f"{stack}/{service}".encode()).digest()
+    return 1_000_000_000 + int.from_bytes(digest[:8], "big") % 1_000_000_000
+
+
+def userns_base(stack: str) -> int:
+    """First host ID of the stack's own user namespace range (disjoint per stack)."""
+    slot = int.from_bytes(hashlib.sha256(stack.encode()).digest()[:4], "big") % 1000
+    return USERNS_BASE + slot * USERNS_SIZE
+
+
+def dependency_order(services: list[Service]) -> list[Service]:
+    """Services sorted so that each comes after what it depends on."""
+    by_name = {s.name: s for s in services}
+    ordered: list[Service] = []
+    visiting: set[str] = set()
+
+    def visit(service: Service) -> None:
+        if service in ordered:
+            return
+        if service.name in visiting:
+            raise UsageError(f"dependency cycle through {service.name!r}",
+                             "fix depends_on in the service specs")
+        visiting.add(service.name)
+        for dep in service.depends_on:
+            if dep in by_name:
+                visit(by_name[dep])
+        visiting.discard(service.name)
+        ordered.append(service)
+
+    for service in services:
+        visit(service)
+    return ordered
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """Everything needed to create one service's container."""
+
+    stack: str
+    service: Service
+    image: str
+    domain: str
+    network: str
+
+    @property
+    def container(self) -> str:
+        return f"ipabuild-{self.stack}-{self.service.name}"
+
+    @property
+    def in_userns(self) -> bool:
+        return bool(self.service.init and self.service.init.root_in_user_namespace)
+
+    @property
+    def runtime_uid(self) -> int:
+        """UID inside the container: the image's own USER when in a private userns."""
+        return self.service.user if self.in_userns else stable_uid(self.stack, self.service.name)
+
+    def volume(self, name: str) -> str:
+        return f"ipabuild-{self.stack}-{self.service.name}-{name}"
+
+    def create_args(self, secret_names: dict[str, str]) -> dict:
+        service = self.service
+        tmpfs = sorted({*service.tmpfs, *(["/run/secrets"] if service.secrets else [])})
+        args: dict = {
+            "name": self.container,
+            "hostname": f"{service.name}.{self.domain}",
+            "user": f"{self.runtime_uid}:0",
+            "read_only": service.read_only_root,
+            "mounts": [{"type": "tmpfs", "target": path} for path in tmpfs],
+            "volumes": {self.volume(v.name): {"bind": v.path, "mode": "rw"}
+                        for v in service.volumes},
+            "secrets": [{"source": secret_names[s.name], "target": s.name,
+                         "uid": self.runtime_uid, "gid": 0, "mode": 0o440}
+                        for s in service.secrets],
+            "networks": {self.network: {"aliases": [service.name,
+                                                    f"{service.name}.{self.domain}"]}},
+            "labels": {STACK_LABEL: self.stack, SERVICE_LABEL: service.name,
+                       "io.ipabuild.mode": "split"},
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
+            "init": True,
+        }
+        if self.in_userns:
+            base = userns_base(self.stack)
+            mapping = [{"container_id": 0, "host_id": base, "size": USERNS_SIZE}]
+            args["userns_mode"] = "private"
+            args["idmappings"] = {"UIDMap": mapping, "GIDMap": mapping}
+        return args
+
+
+@dataclass
+class StackStatus:
+    """One row of ``ipabuild status``."""
+
+    service: str
+    container: str
+    state: str
+    health: str
+    ports: dict[str, str] = field(default_factory=dict)
+    host_pid: int = 0
+    uid_in_container: int | None = None
+    uid_on_host: int | None = None
+
+
+class Stack:
+    """A named split stack on this host."""
+
+    def __init__(self, client: PodmanClient, project: Project, services: list[Service],
+                 name: str, tag: str) -> None:
+        self.client = client
+        self.project = project
+        self.name = name
+        self.network = f"ipabuild-{name}"
+        self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
+                                  project.domain, self.network)
+                      for s in dependency_order(services)]
+
+    # --- queries --------------------------------------------------------------------
+
+    def containers(self) -> list:
+        return self.client.containers.list(
+            all=True, filters={"label": f"{STACK_LABEL}={self.name}"})
+
+    def missing_images(self) -> list[str]:
+        return [p.image for p in self.plans if not self.client.images.exists(p.image)]
+
+    def status(self) -> list[StackStatus]:
+        rows = []
+        for plan in self.plans:
+            try:
+                container = self.client.containers.get(plan.container)
+            except NotFound:
+                rows.append(StackStatus(plan.service.name, plan.container, "absent", "-"))
+                continue
+            state = container.attrs["State"]
+            running = state.get("Status") == "running"
+            pid = int(state.get("Pid") or 0)
+            ports = {port: f"{b[0]['HostIp']}:{b[0]['HostPort']}"
+                     for port, b in (container.attrs["NetworkSettings"]["Ports"] or {}).items()
+                     if b}
+            host_uid = container_uid = None
+            if running and pid:
+                host_uid, container_uid = _uids(pid)
+            rows.append(StackStatus(
+                plan.service.name, plan.container, state.get("Status", "?"),
+                healthcheck(self.client, plan.container) if running else "-",
+                ports, pid, container_uid, host_uid))
+        return rows
+
+    # --- up -------------------------------------------------------------------------
+
+    def up(self, secrets: SecretFiles, report: Reporter) -> list[StackStatus]:
+        missing = self.missing_images()
+        if missing:
+            services = ",".join(m.rsplit("/", 1)[1].split(":")[0] for m in missing)
+            raise UsageError(f"images missing: {', '.join(missing)}",
+                             f"build them with `ipabuild images --service {services}`")
+        if any(c.status == "running" for c in self.containers()):
+            raise UsageError(f"stack {self.name!r} is already running",
+                             f"see `ipabuild status --name {self.name}`, or "
+                             f"`ipabuild down --name {self.name}` first")
+        self._remove_containers()
+        self._ensure_network()
+        secret_names = self._ensure_secrets(secrets)
+        for plan in self.plans:
+            started = time.monotonic()
+            fresh = self._ensure_volumes(plan)
+            if plan.service.init is not None and fresh:
+                report(plan.service.name, "running its one-time init step")
+                self._run_init(plan, secret_names)
+            report(plan.service.name, f"starting as UID {plan.runtime_uid}"
+                   + (" in its own user namespace" if plan.in_userns else ""))
+            try:
+                self.client.containers.create(plan.image, **plan.create_args(secret_names)).start()
+            except APIError as exc:
+                raise api_error(exc, f"starting {plan.service.name}") from exc
+            self._wait_ready(plan)
+            report(plan.service.name, f"healthy after {time.monotonic() - started:.1f}s")
+        return self.status()
+
+    def _ensure_network(self) -> None:
+        if not self.client.networks.exists(self.network):
+            self.client.networks.create(self.network, dns_enabled=True,
+                                        labels={STACK_LABEL: self.name})
+
+    def _ensure_secrets(self, secrets: SecretFiles) -> dict[str, str]:
+        names = {}
+        for name in secrets.names:
+            podman_name = f"ipabuild-{self.name}-{name}"
+            with contextlib.suppress(NotFound):
+                self.client.secrets.get(podman_name).remove()
+            self.client.secrets.create(podman_name, secrets.path(name).read_bytes())
+            names[name] = podman_name
+        return names
+
+    def _ensure_volumes(self, plan: ServicePlan) -> bool:
+        """Create the service's volumes; True when any was new (first start)."""
+        fresh = False
+        for volume in plan.service.volumes:
+            if not self.client.volumes.exists(plan.volume(volume.name)):
+                self.client.volumes.create(plan.volume(volume.name),
+                                           labels={STACK_LABEL: self.name})
+                fresh = True
+        return fresh
+
+    def _run_init(self, plan: ServicePlan, secret_names: dict[str, str]) -> None:
+        assert plan.service.init is not None
+        args = plan.create_args(secret_names)
+        args["name"] = f"{plan.container}-init"
+        args["command"] = plan.service.init.command
+        args["labels"] = {**args["labels"], "io.ipabuild.role": "init"}
+        args.pop("ports")
+        if plan.service.init.root_in_user_namespace:
+            args["user"] = "0:0"
+            for secret in args["secrets"]:
+                secret["uid"] = 0
+        container = self.client.containers.create(plan.image, **args)
+        container.start()
+        status = container.wait()
+        logs = log_tail(self.client, container.name, 30)
+        container.remove(force=True)
+        if status != 0:
+            raise ServiceNotReady(plan.service.name, f"init step exited {status}", logs)
+
+    def _wait_ready(self, plan: ServicePlan) -> None:
+        check = plan.service.healthcheck
+        timeout = (check.start_period if check else 30) + READY_MARGIN
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            container = self.client.containers.get(plan.container)
+            if container.status not in ("running", "created", "configured"):
+                raise ServiceNotReady(plan.service.name, f"exited ({container.status})",
+                                      log_tail(self.client, plan.container))
+            if check is None or healthcheck(self.client, plan.container) == "healthy":
+                return
+            time.sleep(0.5)
+        raise ServiceNotReady(plan.service.name, f"not healthy within {timeout}s",
+                              log_tail(self.client, plan.container))
+
+    # --- down -----------------------------------------------------------------------
+
+    def down(self, volumes: bool) -> list[str]:
+        """Stop and remove the stack; returns what was removed."""
+        removed = self._remove_containers()
+        if not removed and not self.client.networks.exists(self.network):
+            raise UsageError(f"no stack named {self.name!r} on this host",
+                             "see `podman ps -a --filter label=io.ipabuild.stack`")
+        if self.client.networks.exists(self.network):
+            self.client.networks.get(self.network).remove(force=True)
+        for secret in self.client.secrets.list():
+            if secret.name.startswith(f"ipabuild-{self.name}-"):
+                secret.remove()
+        if volumes:
+            for volume in self.client.volumes.list(filters={"label": f"{STACK_LABEL}={self.name}"}):
+                volume.remove(force=True)
+                removed.append(f"volume {volume.name}")
+        return removed
+
+    def _remove_containers(self) -> list[str]:
+        removed = []
+        for container in self.containers():
+            container.stop(timeout=10)
+            container.remove(force=True)
+            removed.append(container.name)
+        return removed
+
+
+def _uids(pid: int) -> tuple[int | None, int | None]:
+    """(host UID, UID inside the container) of a process, from /proc."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
+    except OSError:
+        return None, None
+    host = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+    inside, outside, size = (int(x) for x in uid_map[:3])
+    return host, (host - outside + inside if outside <= host < outside + size else None)

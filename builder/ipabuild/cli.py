@@ -205,7 +205,7 @@ def status(ctx: click.Context, name: str, json_output: bool) -> None:
         _fail(exc)
         return
     _print_status(rows, json_output)
-    sys.exit(0 if all(r.health == "healthy" for r in rows) else 1)
+    sys.exit(0 if all(r.health in ("healthy", "none") for r in rows) else 1)
 
 
 @main.command()

@@ -205,7 +205,7 @@ class Stack:
             services = ",".join(m.rsplit("/", 1)[1].split(":")[0] for m in missing)
             raise UsageError(f"images missing: {', '.join(missing)}",
                              f"build them with `ipabuild images --service {services}`")
-        if any(c.status == "running" for c in self.containers()):
+        if any(_state(c) == "running" for c in self.containers()):
             raise UsageError(f"stack {self.name!r} is already running",
                              f"see `ipabuild status --name {self.name}`, or "
                              f"`ipabuild down --name {self.name}` first")
@@ -313,6 +313,12 @@ class Stack:
             container.remove(force=True)
             removed.append(container.name)
         return removed
+
+
+def _state(container) -> str:  # type: ignore[no-untyped-def]
+    """A container's state from a list entry (a string) or a full inspect (a dict)."""
+    state = container.attrs.get("State")
+    return str(state.get("Status") if isinstance(state, dict) else state)
 
 
 def _uids(pid: int) -> tuple[int | None, int | None]:

@@ -1,0 +1,52 @@
+"""Run real clients (kinit, ldapwhoami, curl, openssl) from a separate container on a stack's
+network, the way a user's machine would talk to the split stack."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.integration.podman_cli import sh
+
+CLIENT_IMAGE = "localhost/ipabuild-test/client:latest"
+REALM = "EXAMPLE.TEST"
+DOMAIN = "example.test"
+
+
+def build_client_image() -> str:
+    bases = sh(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
+    base = next(b for b in bases if "/base-debian-trixie:" in b)
+    sh(["buildah", "bud", "-q", "--layers", "--build-arg", f"BASE={base}", "-t", CLIENT_IMAGE,
+        str(Path(__file__).parent / "client")])
+    return CLIENT_IMAGE
+
+
+def krb5_conf(kdc: str, udp_limit: int) -> str:
+    """A client krb5.conf; ``udp_limit`` 1 forces TCP, 65535 makes UDP the first try."""
+    return (f"[libdefaults]\n default_realm = {REALM}\n dns_lookup_kdc = false\n rdns = false\n"
+            f" udp_preference_limit = {udp_limit}\n"
+            f"[realms]\n {REALM} = {{\n  kdc = {kdc}\n  http_anchors = FILE:/tmp/http.pem\n }}\n"
+            f"[domain_realm]\n .{DOMAIN} = {REALM}\n")
+
+
+@dataclass
+class Client:
+    """A shell in the client container, on the stack's network."""
+
+    stack: str
+    secrets_dir: Path
+
+    def secret(self, name: str) -> str:
+        return (self.secrets_dir / name).read_text().strip()
+
+    def run(self, script: str, kdc: str = f"kdc.{DOMAIN}:8088",
+            env: dict[str, str] | None = None,
+            udp_limit: int = 1465) -> subprocess.CompletedProcess:
+        argv = ["podman", "run", "--rm", "-i", "--network", f"ipabuild-{self.stack}"]
+        for key, value in {**(env or {}), "KRB5_CONF_TEXT": krb5_conf(kdc, udp_limit)}.items():
+            argv += ["-e", f"{key}={value}"]
+        argv += [CLIENT_IMAGE, "bash", "-c",
+                 'printf "%s" "$KRB5_CONF_TEXT" > /tmp/krb5.conf; '
+                 "export KRB5_CONFIG=/tmp/krb5.conf; " + script]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)

@@ -1,0 +1,159 @@
+"""The split stack as a working identity system, proven with real clients from a separate
+container: kinit (UDP, TCP, KDC proxy), SASL/GSSAPI to 389-ds, SPNEGO to httpd,
+persistence across down/up and after kill -9 of each daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ROOT, ipabuild
+from tests.integration.podman_cli import sh
+from tests.integration.stack_client import Client, build_client_image
+
+SUFFIX = "dc=example,dc=test"
+KINIT_ADMIN = 'printf "%s" "$PW" | kinit admin >/dev/null'
+
+
+@pytest.fixture(scope="module")
+def stack(built: dict[str, dict]) -> Iterator[str]:
+    build_client_image()
+    name = f"t{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    result = ipabuild("up", "--name", name)
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        print(f"first up of {name}: {time.monotonic() - started:.1f}s")
+        yield name
+    finally:
+        ipabuild("down", "--name", name, "--volumes")
+
+
+@pytest.fixture(scope="module")
+def client(stack: str) -> Client:
+    return Client(stack, ROOT / ".ipabuild" / "secrets" / stack)
+
+
+def admin_env(client: Client) -> dict[str, str]:
+    return {"PW": client.secret("admin-password")}
+
+
+def test_status_reports_every_service_healthy_and_non_root(stack: str) -> None:
+    result = ipabuild("status", "--name", stack, "--json")
+    assert result.returncode == 0, result.stdout
+    rows = {row["service"]: row for row in json.loads(result.stdout)}
+    for service in ("ldap", "kdc", "http"):
+        assert rows[service]["health"] == "healthy"
+        assert rows[service]["uid_on_host"] not in (None, 0)
+        assert rows[service]["host_pid"] > 0
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_kinit_over_udp_and_tcp(client: Client, transport: str) -> None:
+    result = client.run(f"export KRB5_TRACE=/dev/stderr; {KINIT_ADMIN} && klist",
+                        env=admin_env(client), udp_limit=1 if transport == "tcp" else 65535)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "krbtgt/EXAMPLE.TEST@EXAMPLE.TEST" in result.stdout
+    kind = "stream" if transport == "tcp" else "dgram"
+    assert "Received answer" in result.stderr and f"from {kind} " in result.stderr
+
+
+def test_principal_is_an_entry_in_389ds(client: Client) -> None:
+    result = client.run(
+        'ldapsearch -LLL -x -H ldap://ldap.example.test:3389 -D "cn=Directory Manager" '
+        f'-w "$DM" -b {SUFFIX} "(krbPrincipalName=admin@EXAMPLE.TEST)" dn',
+        env={"DM": client.secret("ldap-dm-password")})
+    assert result.returncode == 0, result.stderr
+    assert f"dn: uid=admin,cn=users,cn=accounts,{SUFFIX}" in result.stdout
+
+
+def test_sasl_gssapi_bind_maps_to_the_user_entry(client: Client) -> None:
+    result = client.run(f"{KINIT_ADMIN} && ldapwhoami -N -Y GSSAPI -H ldap://ldap.example.test:3389",
+                        env=admin_env(client))
+    assert result.returncode == 0, result.stderr
+    assert f"dn: uid=admin,cn=users,cn=accounts,{SUFFIX}" in result.stdout
+
+
+def test_spnego_returns_the_principal_and_401_without_ticket(client: Client) -> None:
+    url = "https://http.example.test:8443/ipa/whoami"
+    result = client.run(f"{KINIT_ADMIN} && curl -sSk --negotiate -u : {url}; kdestroy; "
+                        f"curl -sk -o /dev/null -w 'anon:%{{http_code}}' {url}",
+                        env=admin_env(client))
+    assert "admin@EXAMPLE.TEST" in result.stdout, result.stderr
+    assert "anon:401" in result.stdout
+
+
+def test_kinit_through_the_kdc_proxy(client: Client) -> None:
+    result = client.run(
+        "openssl s_client -connect http.example.test:8443 </dev/null 2>/dev/null "
+        "| openssl x509 > /tmp/http.pem && "
+        f"export KRB5_TRACE=/dev/stderr; {KINIT_ADMIN} && klist",
+        kdc="https://http.example.test:8443/KdcProxy", env=admin_env(client))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "krbtgt/EXAMPLE.TEST" in result.stdout
+    assert "Sending HTTPS request" in result.stderr
+
+
+def _check_identity(client: Client) -> None:
+    test_spnego_returns_the_principal_and_401_without_ticket(client)
+    test_sasl_gssapi_bind_maps_to_the_user_entry(client)
+
+
+def test_data_survives_down_and_up(stack: str, client: Client) -> None:
+    entry = f"cn=persist-{uuid.uuid4().hex[:6]},cn=groups,cn=accounts,{SUFFIX}"
+    added = client.run(
+        'printf "dn: %s\\nobjectClass: top\\nobjectClass: nsContainer\\n" "$ENTRY" '
+        '| ldapadd -x -H ldap://ldap.example.test:3389 -D "cn=Directory Manager" -w "$DM"',
+        env={"DM": client.secret("ldap-dm-password"), "ENTRY": entry})
+    assert added.returncode == 0, added.stderr
+    down = ipabuild("down", "--name", stack)
+    assert down.returncode == 0 and "removed" in down.stdout
+    started = time.monotonic()
+    up = ipabuild("up", "--name", stack)
+    assert up.returncode == 0, up.stderr[-3000:]
+    print(f"up on existing volumes: {time.monotonic() - started:.1f}s")
+    found = client.run(
+        'ldapsearch -LLL -x -H ldap://ldap.example.test:3389 -D "cn=Directory Manager" '
+        '-w "$DM" -b "$ENTRY" -s base dn',
+        env={"DM": client.secret("ldap-dm-password"), "ENTRY": entry})
+    assert entry in found.stdout.replace("\n ", ""), found.stderr
+    _check_identity(client)
+
+
+@pytest.mark.parametrize("service", ["ldap", "kdc", "http"])
+def test_kill_9_of_the_daemon_then_restart(stack: str, client: Client, service: str) -> None:
+    container = f"ipabuild-{stack}-{service}"
+    init_pid = int(sh(["podman", "inspect", "--format", "{{.State.Pid}}", container]).stdout)
+    daemons = [int(p) for p in Path(f"/proc/{init_pid}/task/{init_pid}/children")
+               .read_text().split()]
+    assert daemons, "no daemon under the container's init"
+    os.kill(daemons[0], signal.SIGKILL)
+    for _ in range(40):
+        if sh(["podman", "inspect", "--format", "{{.State.Running}}", container]
+              ).stdout.strip() == "false":
+            break
+        time.sleep(0.25)
+    sh(["podman", "start", container])
+    deadline = time.monotonic() + 60
+    while subprocess.run(["podman", "healthcheck", "run", container],
+                         capture_output=True, check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"{container} not healthy after restart"
+        time.sleep(0.5)
+    _check_identity(client)
+
+
+def test_second_up_and_missing_down_fail_clearly(stack: str) -> None:
+    again = ipabuild("up", "--name", stack)
+    assert again.returncode == 2
+    assert "already running" in again.stderr and "Traceback" not in again.stderr
+    missing = ipabuild("down", "--name", f"nosuch{uuid.uuid4().hex[:6]}")
+    assert missing.returncode == 2
+    assert "no stack named" in missing.stderr

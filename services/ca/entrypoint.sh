@@ -1,0 +1,162 @@
+#!/bin/bash
+# Dogtag PKI CA. Two modes:
+#   run (default)  non-root, any UID with GID 0: wait for the ldap service, then run
+#                  Tomcat in the foreground from the instance on the volumes; while no
+#                  instance exists, say that the one-time init step is needed and wait.
+#   init           the one-time initialisation: pkispawn, which refuses to run unless
+#                  euid is 0, so this mode runs as root inside a user namespace (never
+#                  host root). Afterwards the files are made usable by any UID, GID 0.
+set -euo pipefail
+IPABUILD_SERVICE=ca
+. /usr/local/lib/ipabuild/lib.sh
+
+instance=pki-tomcat
+ldap_host=${CA_LDAP_HOST:-ldap}
+ldap_port=${CA_LDAP_PORT:-3389}
+base_dn=${CA_LDAP_BASE_DN:-o=ipaca}
+ca_hostname=${CA_HOSTNAME:-ca}
+volumes=(/etc/pki /var/lib/pki /var/log/pki)
+marker=/etc/pki/.ipabuild-initialised
+cs_cfg=/etc/pki/$instance/ca/CS.cfg
+ldap_why="the CA's database $base_dn lives in the ldap service"
+init_hint="run the one-time init step (\`ipabuild-ca init\`, as root inside a user namespace,"
+init_hint+=" e.g. podman run --user 0:0 --uidmap 0:200000000:65536 --gidmap 0:200000000:65536 ... init)"
+
+umask 0007
+
+initialised() { [ -e "$marker" ] && [ -e "$cs_cfg" ]; }
+
+# Files a previous run under another UID created owner-only (Dogtag makes logs 0640;
+# CS.cfg is rewritten at start): chmod what we own, replace what we cannot write (the
+# directories are group 0 g=u, so a copy may replace the file).
+repair_permissions() {
+    local file tmp
+    find "${volumes[@]}" -xdev -user "$(id -u)" ! -type l -exec chmod g=u {} + 2>/dev/null || true
+    while IFS= read -r -d '' file; do
+        [ -r "$file" ] || ipabuild_die "$file is not readable by UID $(id -u) GID $(id -g);" \
+            "re-own the volumes (podman -v NAME:PATH:U) or run 'init' again"
+        tmp=$(mktemp "$file.ipabuild.XXXXXX")
+        cat "$file" >"$tmp" && chmod g=u "$tmp" && mv -f "$tmp" "$file"
+    done < <(find "${volumes[@]}" -xdev -type f ! -writable -print0 2>/dev/null)
+}
+
+run_tomcat() {
+    ipabuild_log "starting CA instance '$instance' as UID $(id -u) GID $(id -g)"
+    mkdir -p "/var/log/pki/$instance/ca" "/var/lib/pki/$instance/work" "/var/lib/pki/$instance/temp"
+    repair_permissions
+    # What pki-tomcatd@.service does, minus `pki-server upgrade` (it re-chowns every file
+    # to pkiuser; it runs in init only) and minus `pki-server run` (its security manager
+    # dies on logging.properties): environment files, pkidaemon start, catalina.sh run.
+    set -a
+    . /usr/share/pki/etc/tomcat.conf
+    CATALINA_HOME=/usr/share/tomcat9
+    NAME=$instance
+    [ -f "/etc/default/$instance" ] && . "/etc/default/$instance"
+    . /usr/share/pki/etc/pki.conf
+    . /etc/pki/pki.conf
+    CATALINA_OPTS="${CATALINA_OPTS:-} ${CA_JAVA_OPTS:-}"
+    set +a
+    /usr/bin/pkidaemon start "$instance" >&2 || ipabuild_die "pkidaemon start $instance failed"
+    cd "/var/lib/pki/$instance"
+    exec /usr/share/tomcat9/bin/catalina.sh run
+}
+
+mode_run() {
+    ipabuild_ensure_user
+    ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
+    if ! initialised; then
+        local waited=0
+        until initialised; do
+            if [ $((waited % 60)) -eq 0 ]; then
+                ipabuild_log "CA not initialised (no $marker): $init_hint; waiting for it"
+            fi
+            sleep 5
+            waited=$((waited + 5))
+        done
+        ipabuild_log "the init step has finished; starting"
+    fi
+    run_tomcat
+}
+
+# configparser value: '%' is its interpolation character; newlines would end the value.
+cfg_value() { printf '%s' "$1" | sed -e 's/%/%%/g' -e 's/[&|\\]/\\&/g'; }
+
+mode_init() {
+    local dm admin p12 cfg started
+    if [ "$(id -u)" != 0 ]; then
+        ipabuild_die "init runs pkispawn, which refuses to run unless euid is 0: run this step" \
+            "as root inside a user namespace (podman run --user 0:0 --uidmap 0:200000000:65536" \
+            "--gidmap 0:200000000:65536 ... init; Kubernetes: an init container with" \
+            "hostUsers: false), never as host root; the CA itself then runs non-root"
+    fi
+    if initialised; then
+        ipabuild_log "CA instance '$instance' already initialised ($marker); nothing to do"
+        return 0
+    fi
+    if [ -e "/etc/pki/$instance" ] || [ -e "/var/lib/pki/$instance" ]; then
+        ipabuild_die "a CA instance '$instance' exists on the volumes but was never fully" \
+            "initialised (no $marker); remove the volumes (and $base_dn in ldap) and start again"
+    fi
+    dm=$(ipabuild_secret ldap-dm-password)
+    admin=$(ipabuild_secret ca-admin-password)
+    if [ -s "${IPABUILD_SECRETS_DIR:-/run/secrets}/ca-pkcs12-password" ]; then
+        p12=$(ipabuild_secret ca-pkcs12-password)
+    else
+        ipabuild_log "no secret ca-pkcs12-password: the admin's PKCS#12 uses the CA admin password"
+        p12=$admin
+    fi
+    ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
+
+    # The volume may be empty (Kubernetes) or hold the image's files (podman): add the
+    # shipped /etc/pki files that are missing, and the targets of the image's links.
+    cp -an /usr/share/ipabuild/etc-pki/. /etc/pki/
+    mkdir -p /etc/pki/dogtag /etc/pki/systemd/pki-tomcatd.target.wants /etc/pki/ipabuild-client
+    if ! getent hosts "$ca_hostname" >/dev/null; then
+        if printf '127.0.0.1 %s\n' "$ca_hostname" >>/etc/hosts 2>/dev/null; then
+            ipabuild_log "$ca_hostname did not resolve; added it to /etc/hosts for pkispawn"
+        else
+            ipabuild_die "pkispawn must reach the CA as https://$ca_hostname:8443 but" \
+                "$ca_hostname does not resolve (podman: --hostname $ca_hostname)"
+        fi
+    fi
+
+    cfg=$(umask 077; mktemp /tmp/pkispawn.XXXXXX.cfg)
+    sed -e "s|@CA_HOSTNAME@|$(cfg_value "$ca_hostname")|g" \
+        -e "s|@LDAP_HOST@|$(cfg_value "$ldap_host")|g" \
+        -e "s|@LDAP_PORT@|$(cfg_value "$ldap_port")|g" \
+        -e "s|@BASE_DN@|$(cfg_value "$base_dn")|g" \
+        -e "s|@DM_PASSWORD@|$(cfg_value "$dm")|g" \
+        -e "s|@ADMIN_PASSWORD@|$(cfg_value "$admin")|g" \
+        -e "s|@PKCS12_PASSWORD@|$(cfg_value "$p12")|g" \
+        /usr/share/ipabuild/pkispawn.cfg.in >"$cfg"
+    unset dm admin p12
+
+    ipabuild_log "running pkispawn for CA instance '$instance' (database $base_dn on" \
+        "$ldap_host:$ldap_port); this takes about a minute"
+    started=$(date +%s)
+    if ! pkispawn -s CA -f "$cfg" >&2; then
+        rm -f "$cfg"
+        tail -n 50 "/tmp/ipabuild-ca-tomcat-$instance.log" >&2 2>/dev/null || true
+        /usr/local/bin/systemctl stop "pki-tomcatd@$instance.service" || true
+        ipabuild_die "pkispawn failed; its log is under /var/log/pki (pki-ca-spawn.*.log)"
+    fi
+    rm -f "$cfg"
+    /usr/local/bin/systemctl stop "pki-tomcatd@$instance.service"
+    ipabuild_log "pkispawn finished in $(( $(date +%s) - started ))s"
+
+    # Later runs are non-root under any UID with GID 0: group 0 gets the owner's rights.
+    # -h: the instance's links into /usr/share must stay untouched.
+    chgrp -R -h 0 "${volumes[@]}"
+    chmod -R g=u "${volumes[@]}"
+    date -u +%Y-%m-%dT%H:%M:%SZ >"$marker"
+    chgrp 0 "$marker" && chmod 0660 "$marker"
+    ipabuild_log "CA instance '$instance' initialised; start the CA non-root (mode run)"
+}
+
+case ${1:-run} in
+    run) mode_run ;;
+    init) mode_init ;;
+    -h|--help|help)
+        echo "usage: ipabuild-ca [run|init]  (run: the CA, non-root; init: one-time pkispawn, root in a user namespace)" ;;
+    *) ipabuild_die "unknown mode '$1' (use run or init)" ;;
+esac

@@ -142,8 +142,11 @@ STACK_OPTION = click.option("--name", default="ipa", show_default=True,
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write the files here instead of .ipabuild/secrets/<name>/ "
                    "(e.g. kustomize/secrets for the manifests' secretGenerator).")
+@click.option("--podman", "to_podman", is_flag=True,
+              help="Also store them as podman secrets under their plain names "
+                   "(what compose/compose.yaml mounts).")
 @click.pass_context
-def secrets(ctx: click.Context, name: str, out: str | None) -> None:
+def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> None:
     """Generate the bootstrap secrets a stack needs (files mode 0600; never overwritten).
 
     Directory Manager password, KDC master key, service-principal passwords, CA
@@ -158,6 +161,10 @@ def secrets(ctx: click.Context, name: str, out: str | None) -> None:
         services = load_services(root, load_project(root), [])
         directory = Path(out) if out else secrets_dir(root, name)
         files = ensure_secrets(directory, secret_names(services))
+        if to_podman:
+            from ipabuild.podman_api import connect, store_secrets
+
+            store_secrets(connect(), {n: files.path(n) for n in files.names})
     except IpabuildError as exc:
         _fail(exc)
         return
@@ -246,6 +253,34 @@ def _print_status(rows: list, json_output: bool) -> None:  # type: ignore[type-a
                       str(r.uid_on_host if r.uid_on_host is not None else ""))
     Console().print(table)
 
+
+
+@main.command()
+@click.option("--check", is_flag=True,
+              help="Exit 1 if compose/compose.yaml differs from what the specs produce.")
+@click.pass_context
+def compose(ctx: click.Context, check: bool) -> None:
+    """Write compose/compose.yaml (the split stack for podman-compose) from the specs."""
+    from ipabuild.compose import COMPOSE_FILE, render_compose, write_compose
+    from ipabuild.spec import load_project, load_services
+
+    try:
+        root = _root(ctx.obj["root"])
+        project = load_project(root)
+        text = render_compose(project, load_services(root, project, []))
+    except IpabuildError as exc:
+        _fail(exc)
+        return
+    path = root / COMPOSE_FILE
+    if check:
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            click.echo(f"{COMPOSE_FILE} is out of date: run `ipabuild compose`", err=True)
+            sys.exit(1)
+        click.echo(f"{COMPOSE_FILE} is up to date")
+        return
+    changed = write_compose(root, text)
+    click.echo(f"{'wrote' if changed else 'unchanged'} {COMPOSE_FILE}")
 
 
 @main.command()

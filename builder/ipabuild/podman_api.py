@@ -7,6 +7,7 @@ answers, so a user never has to set it up by hand.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -75,3 +76,11 @@ def api_error(exc: APIError, what: str) -> IpabuildError:
         return UsageError(f"{what}: a published port is already in use ({text})",
                           "stop what holds the port, or start the stack under another --name")
     return IpabuildError(f"{what}: {text}")
+
+
+def store_secrets(client: PodmanClient, files: dict[str, Path]) -> None:
+    """Create (or replace) podman secrets ``name`` from ``files``."""
+    for name, path in files.items():
+        with contextlib.suppress(NotFound):
+            client.secrets.get(name).remove()
+        client.secrets.create(name, path.read_bytes())

@@ -12,7 +12,6 @@ user namespace of its own: container root there is an unprivileged host UID.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from podman import PodmanClient
 from podman.errors import APIError, NotFound
 
 from ipabuild.errors import IpabuildError, UsageError
-from ipabuild.podman_api import api_error, healthcheck, log_tail
+from ipabuild.podman_api import api_error, healthcheck, log_tail, store_secrets
 from ipabuild.secrets import SecretFiles
 from ipabuild.spec import Project, Service
 
@@ -234,13 +233,8 @@ class Stack:
                                         labels={STACK_LABEL: self.name})
 
     def _ensure_secrets(self, secrets: SecretFiles) -> dict[str, str]:
-        names = {}
-        for name in secrets.names:
-            podman_name = f"ipabuild-{self.name}-{name}"
-            with contextlib.suppress(NotFound):
-                self.client.secrets.get(podman_name).remove()
-            self.client.secrets.create(podman_name, secrets.path(name).read_bytes())
-            names[name] = podman_name
+        names = {name: f"ipabuild-{self.name}-{name}" for name in secrets.names}
+        store_secrets(self.client, {names[n]: secrets.path(n) for n in secrets.names})
         return names
 
     def _ensure_volumes(self, plan: ServicePlan) -> bool:

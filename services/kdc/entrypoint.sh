@@ -24,6 +24,15 @@ dm_password=$(ipabuild_secret ldap-dm-password)
 master_key=$(ipabuild_secret kdc-master-key)
 
 ipabuild_wait_tcp "$host" "$port" "the directory that stores realm $IPA_REALM"
+# An open port is not a ready directory: 389-ds answers during its first-start setup
+# before the final Directory Manager password holds. Wait for a real bind.
+waited=0
+until ldapsearch -LLL -x -H "$uri" -D "$bind_dn" -y <(printf '%s' "$dm_password") \
+        -b "" -s base namingContexts >/dev/null 2>&1; do
+    [ $((waited % 10)) -ne 0 ] || ipabuild_log "waiting for $uri to accept the Directory Manager bind"
+    sleep 1
+    waited=$((waited + 1))
+done
 
 # The KDC's LDAP bind password, stashed where kdc.conf says (stdin: never argv).
 printf '%s\n%s\n' "$dm_password" "$dm_password" |

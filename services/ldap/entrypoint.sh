@@ -28,8 +28,10 @@ start_foreground() {
     exec /usr/sbin/ns-slapd -D "$config" -i "$data/run/slapd-$instance.pid" -d 266354688
 }
 
+init_port=13389   # instance.inf's port: nobody outside expects it
+
 dm_bind_ok() {
-    ldapsearch -LLL -x -H ldap://127.0.0.1:3389 -D "cn=Directory Manager" -y "$1" \
+    ldapsearch -LLL -x -H ldap://127.0.0.1:$init_port -D "cn=Directory Manager" -y "$1" \
         -b "" -s base namingContexts >/dev/null 2>&1
 }
 
@@ -81,9 +83,9 @@ initialise() {
         [ "$tries" -lt 60 ] || ipabuild_die "instance did not accept the Directory Manager bind"
         sleep 0.5
     done
-    ldapmodify -x -H ldap://127.0.0.1:3389 -D "cn=Directory Manager" -y "$secret_file" \
+    ldapmodify -x -H ldap://127.0.0.1:$init_port -D "cn=Directory Manager" -y "$secret_file" \
         -f /usr/share/ipabuild/kerberos.ldif >/dev/null
-    ldapadd -x -c -H ldap://127.0.0.1:3389 -D "cn=Directory Manager" -y "$secret_file" \
+    ldapadd -x -c -H ldap://127.0.0.1:$init_port -D "cn=Directory Manager" -y "$secret_file" \
         -f /usr/share/ipabuild/base-tree.ldif >/dev/null
     rm -f "$secret_file"
     # ns-slapd daemonised itself: stop it through its pid file and wait until it is gone.
@@ -92,6 +94,9 @@ initialise() {
         kill -TERM "$pid"
         while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
     fi
+    # Only now may clients reach the directory on its real port.
+    sed -i "s/^nsslapd-port: $init_port\$/nsslapd-port: 3389/" "$config/dse.ldif"
+    grep -q '^nsslapd-port: 3389$' "$config/dse.ldif" || ipabuild_die "could not set port 3389"
     date -u +%Y-%m-%dT%H:%M:%SZ >"$marker"
     ipabuild_log "instance '$instance' created; Kerberos schema and base tree loaded"
 }

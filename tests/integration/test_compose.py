@@ -1,0 +1,58 @@
+"""compose/compose.yaml brings up a split stack with podman-compose on which kinit and
+curl --negotiate pass (from the separate client container)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.conftest import ROOT, ipabuild
+from tests.integration.stack_client import CLIENT_IMAGE, build_client_image, krb5_conf
+
+COMPOSE = ["podman-compose", "-f", str(ROOT / "compose" / "compose.yaml")]
+
+
+@pytest.fixture
+def compose_project(built: dict[str, dict]) -> Iterator[str]:
+    build_client_image()
+    secrets = ipabuild("secrets", "--name", "compose", "--podman")
+    assert secrets.returncode == 0, secrets.stderr
+    project = f"ipactest{uuid.uuid4().hex[:6]}"
+    up = subprocess.run([*COMPOSE, "-p", project, "up", "-d"], capture_output=True, text=True,
+                        timeout=300, check=False)
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        yield project
+    finally:
+        subprocess.run([*COMPOSE, "-p", project, "down", "-v"], capture_output=True,
+                       timeout=300, check=False)
+
+
+def test_compose_file_is_current() -> None:
+    result = ipabuild("compose", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_stack_serves_kinit_and_spnego(compose_project: str) -> None:
+    for service in ("ldap", "kdc", "http"):
+        container = f"{compose_project}_{service}_1"
+        deadline = time.monotonic() + 90
+        while subprocess.run(["podman", "healthcheck", "run", container],
+                             capture_output=True, check=False).returncode != 0:
+            assert time.monotonic() < deadline, f"{container} never became healthy"
+            time.sleep(1)
+    password = (ROOT / ".ipabuild/secrets/compose/admin-password").read_text()
+    script = ('printf "%s" "$KRB5_CONF_TEXT" > /tmp/krb5.conf; export KRB5_CONFIG=/tmp/krb5.conf; '
+              'printf "%s" "$PW" | kinit admin >/dev/null && klist && '
+              "curl -sSk --negotiate -u : https://http.example.test:8443/ipa/whoami")
+    result = subprocess.run(
+        ["podman", "run", "--rm", "--network", f"{compose_project}_ipa", "-e", f"PW={password}",
+         "-e", f"KRB5_CONF_TEXT={krb5_conf('kdc.example.test:8088', 1465)}", CLIENT_IMAGE,
+         "bash", "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "krbtgt/EXAMPLE.TEST@EXAMPLE.TEST" in result.stdout
+    assert result.stdout.strip().endswith("admin@EXAMPLE.TEST")

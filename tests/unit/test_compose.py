@@ -1,0 +1,42 @@
+"""compose/compose.yaml is generated from the specs: deterministic and committed current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ipabuild.compose import COMPOSE_FILE, compose_document, render_compose
+from ipabuild.spec import load_project, load_services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_compose_is_what_the_specs_produce() -> None:
+    project = load_project(ROOT)
+    services = load_services(ROOT, project, [])
+    text = render_compose(project, services)
+    assert text == render_compose(project, services)
+    assert (ROOT / COMPOSE_FILE).read_text() == text, "run `ipabuild compose`"
+
+
+def test_every_service_is_unprivileged_in_compose() -> None:
+    project = load_project(ROOT)
+    document = compose_document(project, load_services(ROOT, project, []))
+    for name, entry in document["services"].items():
+        uid = int(entry["user"].split(":")[0])
+        if name.endswith("-init"):
+            continue
+        assert uid != 0 and entry["read_only"] and entry["cap_drop"] == ["ALL"], name
+        assert "environment" not in entry or not any(
+            "PASSWORD" in key.upper() for key in entry["environment"]), name
+
+
+def test_compose_changes_when_a_spec_changes(project_copy: Path) -> None:
+    project = load_project(project_copy)
+    before = render_compose(project, load_services(project_copy, project, []))
+    spec = project_copy / "services/kdc/service.yaml"
+    spec.write_text(spec.read_text().replace("port: 8749", "port: 8750"))
+    after = render_compose(project, load_services(project_copy, project, []))
+    assert before != after
+    assert "8750" in yaml.safe_load(after.split("\n", 3)[3])["services"]["kdc"]["ports"][-1]

@@ -83,6 +83,7 @@ cfg_value() { printf '%s' "$1" | sed -e 's/%/%%/g' -e 's/[&|\\]/\\&/g'; }
 
 mode_init() {
     local dm admin p12 cfg started
+    umask 0022
     if [ "$(id -u)" != 0 ]; then
         ipabuild_die "init runs pkispawn, which refuses to run unless euid is 0: run this step" \
             "as root inside a user namespace (podman run --user 0:0 --uidmap 0:200000000:65536" \
@@ -109,7 +110,10 @@ mode_init() {
 
     # The volume may be empty (Kubernetes) or hold the image's files (podman): add the
     # shipped /etc/pki files that are missing, and the targets of the image's links.
-    cp -an /usr/share/ipabuild/etc-pki/. /etc/pki/
+    # pkispawn's own steps run as pkiuser: the volume roots must be traversable as on a
+    # normal system (root 0755); they become group 0 g=u at the end.
+    chmod 0755 "${volumes[@]}"
+    cp -an /usr/share/ipabuild/etc-pki/* /etc/pki/
     mkdir -p /etc/pki/dogtag /etc/pki/systemd/pki-tomcatd.target.wants /etc/pki/ipabuild-client
     if ! getent hosts "$ca_hostname" >/dev/null; then
         if printf '127.0.0.1 %s\n' "$ca_hostname" >>/etc/hosts 2>/dev/null; then

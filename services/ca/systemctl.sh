@@ -27,8 +27,20 @@ running() {
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
+# A master CA without replication has no "Replication Manager" entry in the directory,
+# yet 10.10's CS.cfg lists its password: the password test at start then fails with
+# err=49 and the CA refuses to start. No replication is set up here: drop it.
+drop_replicationdb() {
+    local cs=/etc/pki/$instance/ca/CS.cfg pw=/etc/pki/$instance/password.conf
+    [ -f "$cs" ] || return 0
+    sed -i -e '/^cms\.passwordlist=/s/,replicationdb//' -e '/^cms\.passwordlist=/s/replicationdb,//' "$cs"
+    [ -f "$pw" ] && sed -i '/^replicationdb=/d' "$pw"
+    return 0
+}
+
 start() {
     running && return 0
+    drop_replicationdb
     [ -n "$instance" ] && [ "$instance" != "$unit" ] || ipabuild_die "systemctl shim: unit '$unit' unknown"
     mkdir -p "$rundir"
     (

@@ -120,14 +120,19 @@ def doctor(fix: bool, json_output: bool) -> None:
     sys.exit(1 if any(c.required and not c.ok for c in checks) else 0)
 
 
-def _stack_context(root_option: str | None, name: str):  # type: ignore[no-untyped-def]
+def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untyped-def]
+                   wanted: str = ""):
     from ipabuild.podman_api import connect
     from ipabuild.spec import load_project, load_services
-    from ipabuild.stack import Stack
+    from ipabuild.stack import Stack, with_dependencies
 
     root = _root(root_option)
     project = load_project(root)
     services = load_services(root, project, [])
+    if wanted:
+        names = [w.strip() for w in wanted.split(",") if w.strip()]
+        load_services(root, project, names)  # unknown names fail clearly here
+        services = with_dependencies(services, names)
     return root, project, services, Stack(connect(), project, services, name,
                                           project.image.tag)
 
@@ -177,8 +182,11 @@ def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> 
 @STACK_OPTION
 @click.option("--mode", type=click.Choice(["split"]), default="split", show_default=True,
               help="split: one unprivileged container per service.")
+@click.option("--service", "wanted", default="",
+              help="Comma-separated services to start (with what they depend on); "
+                   "default: all.")
 @click.pass_context
-def up(ctx: click.Context, name: str, mode: str) -> None:
+def up(ctx: click.Context, name: str, mode: str, wanted: str) -> None:
     """Start a stack with podman, in dependency order, waiting for each to be healthy.
 
     ldap first, then kdc and ca, then http; each as a non-root UID with GID 0, read-only
@@ -190,7 +198,7 @@ def up(ctx: click.Context, name: str, mode: str) -> None:
     from ipabuild.secrets import ensure_secrets, secret_names, secrets_dir
 
     try:
-        root, _project, services, stack = _stack_context(ctx.obj["root"], name)
+        root, _project, services, stack = _stack_context(ctx.obj["root"], name, wanted)
         files = ensure_secrets(secrets_dir(root, name), secret_names(services))
         rows = stack.up(files, PlainReporter())
     except IpabuildError as exc:
@@ -281,6 +289,62 @@ def compose(ctx: click.Context, check: bool) -> None:
         return
     changed = write_compose(root, text)
     click.echo(f"{'wrote' if changed else 'unchanged'} {COMPOSE_FILE}")
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "json_output", is_flag=True, help="Print the facts as JSON.")
+def probe(target: str, json_output: bool) -> None:
+    """Show who the processes of a container (name/ID) or host PID really are on the host.
+
+    For every process: host PID, real/effective/saved/filesystem UIDs and GIDs on the
+    host and inside, uid_map/gid_map, whether the user namespace is the host's, CapEff
+    decoded, NoNewPrivs and seccomp. Rows root on the host are shown in red.
+    """
+    from ipabuild.probe import probe_table
+    from ipabuild.targets import container_facts, pid_facts
+
+    try:
+        if target.isdigit():
+            processes, title = pid_facts(int(target)), f"PID {target}"
+        else:
+            from ipabuild.podman_api import connect
+
+            facts = container_facts(connect(), target)
+            processes, title = facts.processes, f"container {facts.name}"
+    except IpabuildError as exc:
+        _fail(exc)
+        return
+    if json_output:
+        click.echo(json.dumps({"target": title, "processes": [p.to_json() for p in processes]},
+                              indent=2))
+    else:
+        Console().print(probe_table(title, processes))
+    sys.exit(1 if any(p.host_root_uid for p in processes) else 0)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--name", default=None, help="Only this stack (default: every ipabuild stack).")
+@click.option("--mode", type=click.Choice(["split", "monolithic"]), default=None)
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def verify(name: str | None, mode: str | None, pytest_args: tuple[str, ...]) -> None:
+    """Prove with pytest-testinfra that no container process is root on the host.
+
+    For every process of every selected container: no host UID 0 in any of the four UID
+    fields; no user-namespace map onto host UID 0 (a container in the host's namespace
+    must have NoNewPrivs and no capabilities instead); host GID 0 reported as a warning;
+    capabilities as the contract says; inside view through testinfra's podman backend
+    (user, read-only root, unprivileged listening ports); stacks on disjoint host UIDs.
+    Exit status 1 names the offending process. Extra arguments go to pytest.
+    """
+    from ipabuild.verify import verify as run_verify
+
+    try:
+        status_code = run_verify(name, mode, list(pytest_args))
+    except IpabuildError as exc:
+        _fail(exc)
+        return
+    sys.exit(status_code)
 
 
 @main.command()

@@ -73,10 +73,12 @@ def compose_document(project: Project, services: list[Service]) -> dict[str, Any
         entry = _service_entry(project, service, tag)
         if service.init is not None:
             one_shot = {k: v for k, v in entry.items() if k not in ("ports", "depends_on")}
-            one_shot["command"] = service.init.command
+            one_shot["entrypoint"] = service.init.command[:1]
+            one_shot["command"] = service.init.command[1:]
             one_shot["restart"] = "no"
             if service.init.root_in_user_namespace:
                 one_shot["user"] = "0:0"
+                one_shot.pop("cap_drop")  # namespaced capabilities for chown on its volumes
                 for secret in one_shot.get("secrets", []):
                     secret["uid"] = "0"
             if service.depends_on:

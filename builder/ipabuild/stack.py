@@ -12,6 +12,7 @@ user namespace of its own: container root there is an unprivileged host UID.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -80,6 +81,20 @@ def dependency_order(services: list[Service]) -> list[Service]:
     return ordered
 
 
+def with_dependencies(services: list[Service], names: list[str]) -> list[Service]:
+    """The named services plus everything they depend on, transitively."""
+    by_name = {s.name: s for s in services}
+    chosen: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name in chosen or name not in by_name:
+            continue
+        chosen.add(name)
+        pending.extend(by_name[name].depends_on)
+    return [s for s in services if s.name in chosen]
+
+
 @dataclass(frozen=True)
 class ServicePlan:
     """Everything needed to create one service's container."""
@@ -125,7 +140,7 @@ class ServicePlan:
             "labels": {STACK_LABEL: self.stack, SERVICE_LABEL: service.name,
                        "io.ipabuild.mode": "split"},
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
+            "no_new_privileges": True,  # podman-py maps security_opt to SELinux options
             "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
             "init": True,
         }
@@ -251,18 +266,24 @@ class Stack:
         assert plan.service.init is not None
         args = plan.create_args(secret_names)
         args["name"] = f"{plan.container}-init"
-        args["command"] = plan.service.init.command
+        args["entrypoint"] = plan.service.init.command[:1]  # the full argv, like K8s `command`
+        args["command"] = plan.service.init.command[1:]
         args["labels"] = {**args["labels"], "io.ipabuild.role": "init"}
         args.pop("ports")
         if plan.service.init.root_in_user_namespace:
             args["user"] = "0:0"
+            # Root's capabilities here are those of its own user namespace (chown and
+            # friends on its volumes), worthless against the host.
+            args.pop("cap_drop")
             for secret in args["secrets"]:
                 secret["uid"] = 0
+        with contextlib.suppress(NotFound):
+            self.client.containers.get(args["name"]).remove(force=True)
         container = self.client.containers.create(plan.image, **args)
         container.start()
         status = container.wait()
         logs = log_tail(self.client, container.name, 30)
-        container.remove(force=True)
+        _remove_quietly(container)
         if status != 0:
             raise ServiceNotReady(plan.service.name, f"init step exited {status}", logs)
 
@@ -307,6 +328,18 @@ class Stack:
             container.remove(force=True)
             removed.append(container.name)
         return removed
+
+
+def _remove_quietly(container) -> None:  # type: ignore[no-untyped-def]
+    """Remove a finished container; podman 4.3 sometimes reports its shm busy once."""
+    for _ in range(5):
+        try:
+            container.remove(force=True)
+            return
+        except NotFound:
+            return
+        except APIError:
+            time.sleep(0.5)
 
 
 def _state(container) -> str:  # type: ignore[no-untyped-def]

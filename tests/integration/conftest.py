@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.podman_cli import Sandbox
+from tests.integration.stack_client import Client, build_client_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["ldap", "kdc", "http", "ca"]
+# What the shared test stack starts (http pulls in kdc and ldap).
+STACK_SERVICES = ["--service", "http"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,3 +49,22 @@ def sandbox() -> Iterator[Sandbox]:
         yield box
     finally:
         box.cleanup()
+
+
+@pytest.fixture(scope="session")
+def stack(built: dict[str, dict]) -> Iterator[str]:
+    build_client_image()
+    name = f"t{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    result = ipabuild("up", "--name", name, *STACK_SERVICES)
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        print(f"first up of {name}: {time.monotonic() - started:.1f}s")
+        yield name
+    finally:
+        ipabuild("down", "--name", name, "--volumes")
+
+
+@pytest.fixture(scope="session")
+def client(stack: str) -> Client:
+    return Client(stack, ROOT / ".ipabuild" / "secrets" / stack)

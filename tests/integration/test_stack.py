@@ -10,36 +10,16 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, ipabuild
+from tests.integration.conftest import ipabuild
 from tests.integration.podman_cli import sh
-from tests.integration.stack_client import Client, build_client_image
+from tests.integration.stack_client import Client
 
 SUFFIX = "dc=example,dc=test"
 KINIT_ADMIN = 'printf "%s" "$PW" | kinit admin >/dev/null'
-
-
-@pytest.fixture(scope="module")
-def stack(built: dict[str, dict]) -> Iterator[str]:
-    build_client_image()
-    name = f"t{uuid.uuid4().hex[:6]}"
-    started = time.monotonic()
-    result = ipabuild("up", "--name", name)
-    try:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        print(f"first up of {name}: {time.monotonic() - started:.1f}s")
-        yield name
-    finally:
-        ipabuild("down", "--name", name, "--volumes")
-
-
-@pytest.fixture(scope="module")
-def client(stack: str) -> Client:
-    return Client(stack, ROOT / ".ipabuild" / "secrets" / stack)
 
 
 def admin_env(client: Client) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The packaged pytest-testinfra suite that ``ipabuild verify`` runs against live containers."""

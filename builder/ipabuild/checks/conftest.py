@@ -1,0 +1,29 @@
+"""Parametrise every check over the containers ``ipabuild verify`` selected.
+
+The selection arrives as JSON in IPABUILD_VERIFY_TARGETS (written by verify.py), so the
+checks measure exactly what the command was asked about.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ipabuild.podman_api import connect
+from ipabuild.targets import ContainerFacts, container_facts
+
+
+def _selected() -> list[ContainerFacts]:
+    names = json.loads(os.environ.get("IPABUILD_VERIFY_TARGETS", "[]"))
+    client = connect()
+    return [container_facts(client, name) for name in names]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "container" in metafunc.fixturenames:
+        selected = _selected()
+        metafunc.parametrize("container", selected, ids=[c.name for c in selected])
+    if "all_containers" in metafunc.fixturenames:
+        metafunc.parametrize("all_containers", [_selected()], ids=["all"])

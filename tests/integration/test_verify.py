@@ -1,0 +1,68 @@
+"""``ipabuild verify`` and ``probe`` against real containers: the split stack passes, a
+container run as root without a user namespace fails (the negative control), and two
+stacks' processes never share host UIDs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from tests.integration.conftest import ipabuild
+from tests.integration.podman_cli import Sandbox, sh
+
+
+def test_split_stack_passes_verify(stack: str) -> None:
+    result = ipabuild("verify", "--name", stack)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+    assert "host GID 0" in result.stdout  # reported separately, as a warning
+
+
+def test_probe_reports_non_root_host_uids(stack: str) -> None:
+    result = ipabuild("probe", f"ipabuild-{stack}-ldap", "--json")
+    assert result.returncode == 0, result.stderr
+    processes = json.loads(result.stdout)["processes"]
+    assert any(p["command"] == "ns-slapd" for p in processes)
+    for p in processes:
+        assert 0 not in p["uids_host"] and p["no_new_privs"] is True
+        assert p["capabilities_effective"] == []
+        assert p["own_user_namespace"] is False and p["seccomp"] == "filter"
+
+
+def test_root_without_user_namespace_fails_verify(built: dict[str, dict],
+                                                  sandbox: Sandbox) -> None:
+    """The negative control: if this passed, verify would prove nothing."""
+    control = f"negctl{uuid.uuid4().hex[:6]}"
+    name = f"ipabuild-test-{control}"
+    sh(["podman", "run", "-d", "--name", name, "--label", f"io.ipabuild.stack={control}",
+        "--label", "io.ipabuild.service=rooted", "--user", "0:0", "--entrypoint", "sleep",
+        built["kdc"]["name"], "300"])
+    sandbox.containers.append(name)
+    result = ipabuild("verify", "--name", control)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "processes root on the host" in result.stdout
+    assert "(sleep)" in result.stdout  # the offending process is named
+    probe = ipabuild("probe", name)
+    assert probe.returncode == 1
+
+
+def test_two_stacks_use_disjoint_host_uids(stack: str) -> None:
+    other = f"t{uuid.uuid4().hex[:6]}"
+    try:
+        up = ipabuild("up", "--name", other, "--service", "kdc")
+        assert up.returncode == 0, up.stderr[-3000:]
+        result = ipabuild("verify", "-k", "disjoint")
+        assert result.returncode == 0, result.stdout[-3000:]
+        mine = json.loads(ipabuild("status", "--name", stack, "--json").stdout)
+        theirs = json.loads(ipabuild("status", "--name", other, "--json").stdout)
+        mine_uids = {r["uid_on_host"] for r in mine if r["uid_on_host"] is not None}
+        their_uids = {r["uid_on_host"] for r in theirs if r["uid_on_host"] is not None}
+        assert mine_uids and their_uids and mine_uids.isdisjoint(their_uids)
+    finally:
+        ipabuild("down", "--name", other, "--volumes")
+
+
+def test_verify_with_nothing_running_is_a_clear_error() -> None:
+    result = ipabuild("verify", "--name", f"nothing{uuid.uuid4().hex[:6]}")
+    assert result.returncode == 2
+    assert "nothing running" in result.stderr and "Traceback" not in result.stderr

@@ -360,5 +360,60 @@ def schema(kind: str) -> None:
     click.echo(json.dumps(json_schema(kind), indent=2, sort_keys=True))
 
 
+@main.command()
+@click.option("--check", is_flag=True,
+              help="Exit 1 if kustomize/ differs from what the specs produce (names the files).")
+@click.option("--registry", default=None, metavar="REGISTRY",
+              help="Image registry[/path] of the split images (default: ipabuild.yaml's "
+                   "image.prefix); what `ipabuild images --push` pushed to.")
+@click.option("--tag", default=None, help="Image tag (default: ipabuild.yaml's image.tag).")
+@click.option("--monolith-tag", default=None,
+              help="Tag of quay.io/freeipa/freeipa-server for monolithic-userns.")
+@click.pass_context
+def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | None,
+              monolith_tag: str | None) -> None:
+    """Write kustomize/ (base, components, overlays split, split-userns, monolithic-userns).
+
+    Same specs and options, same bytes. Secret values are not written: run
+    `ipabuild secrets --out kustomize/secrets` before `kubectl apply -k`. Exit status: 0
+    written or current, 1 --check found differences, 2 a spec manifests cannot express.
+    """
+    from ipabuild.emit import (
+        KUSTOMIZE_DIR,
+        ManifestOptions,
+        check_manifests,
+        render_manifests,
+        write_manifests,
+    )
+    from ipabuild.spec import load_project, load_services
+
+    try:
+        root = _root(ctx.obj["root"])
+        project = load_project(root)
+        options = ManifestOptions(registry or project.image.prefix, tag or project.image.tag)
+        if monolith_tag:
+            options = ManifestOptions(options.registry, options.tag, monolith_tag)
+        files = render_manifests(project, load_services(root, project, []), options)
+    except IpabuildError as exc:
+        _fail(exc)
+        return
+    if check:
+        drifts = check_manifests(root, files)
+        if drifts:
+            click.echo(f"{KUSTOMIZE_DIR}/ is out of date ({len(drifts)} files): run "
+                       "`ipabuild manifests` with the same options", err=True)
+            for drift in drifts:
+                click.echo(drift.summary(), err=True)
+            sys.exit(1)
+        click.echo(f"{KUSTOMIZE_DIR}/ is up to date ({len(files)} files)")
+        return
+    report = write_manifests(root, files)
+    for path in report.written:
+        click.echo(f"wrote     {KUSTOMIZE_DIR}/{path}")
+    for path in report.removed:
+        click.echo(f"removed   {KUSTOMIZE_DIR}/{path}")
+    click.echo(f"{len(report.unchanged)} files unchanged")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,137 @@
+"""The monolithic overlay: upstream ``quay.io/freeipa/freeipa-server`` as one StatefulSet.
+
+systemd runs as UID 0 *inside the pod's user namespace* (the userns component sets
+``hostUsers: false``); /data is a PersistentVolumeClaim; the root filesystem is read-only
+with emptyDirs where systemd writes. The admin and Directory Manager passwords reach the
+installer as a file: an init container writes ``/data/ipa-server-install-options`` from
+the mounted secrets (never environment variables). Its ports are the standard ports of
+every split service, taken from the specs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipabuild.errors import ConfigError
+from ipabuild.manifests.common import (
+    ANNOTATION_SERVICE,
+    CONFIG_MAP,
+    SECRET,
+    SECRET_MODE,
+    labels,
+    selector,
+)
+from ipabuild.spec import Project, Service
+
+NAME = "freeipa"
+IMAGE = "freeipa-server"  # placeholder rewritten by the overlay's `images:`
+UPSTREAM_IMAGE = "quay.io/freeipa/freeipa-server"
+DEFAULT_TAG = "almalinux-10"
+STORAGE = "10Gi"
+OPTIONS_FILE = "/data/ipa-server-install-options"
+# installer option -> the spec secret that holds its value
+PASSWORD_OPTIONS = {"--admin-password": "admin-password", "--ds-password": "ldap-dm-password"}
+EMPTY_DIRS = ["/run", "/run/lock", "/tmp", "/var/log/journal"]
+
+
+def standard_ports(services: list[Service]) -> list[dict[str, Any]]:
+    """Every (service_port, protocol) of the split services once, in spec order."""
+    seen: dict[tuple[int, str], str] = {}
+    for service in services:
+        for port in service.ports:
+            seen.setdefault((port.service_port, port.protocol), port.name)
+    return [{"name": name, "port": number, "protocol": protocol.upper()}
+            for (number, protocol), name in seen.items()]
+
+
+def _options_script() -> str:
+    values = " ".join(f'"$(cat /run/secrets/{secret})"' for secret in PASSWORD_OPTIONS.values())
+    formats = "".join(f"{option}=%s\\n" for option in PASSWORD_OPTIONS)
+    return (f"test -e {OPTIONS_FILE} || {{ umask 077; "
+            f"printf -- '{formats}' {values} > {OPTIONS_FILE}; }}")
+
+
+def monolith_documents(project: Project, services: list[Service]) -> list[dict[str, Any]]:
+    declared = {s.name for service in services for s in service.secrets}
+    missing = sorted(set(PASSWORD_OPTIONS.values()) - declared)
+    if missing:
+        raise ConfigError("services/*/service.yaml",
+                          f"the monolith needs the secrets {', '.join(missing)}, which no "
+                          "service declares", None, "declare them under a service's `secrets`")
+    ports = standard_ports(services)
+    secret_mounts = [{"name": "secrets", "mountPath": f"/run/secrets/{name}", "subPath": name,
+                      "readOnly": True} for name in PASSWORD_OPTIONS.values()]
+    root_in_userns = {"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0,
+                      "readOnlyRootFilesystem": True,
+                      "seccompProfile": {"type": "RuntimeDefault"}}
+    volumes: list[dict[str, Any]] = [
+        {"name": f"tmpfs-{path.strip('/').replace('/', '-')}", "emptyDir": {}}
+        for path in EMPTY_DIRS]
+    volumes.append({"name": "dev-shm", "emptyDir": {"medium": "Memory"}})
+    volumes.append({"name": "secrets", "secret": {
+        "secretName": SECRET, "defaultMode": SECRET_MODE, "optional": False,
+        "items": [{"key": n, "path": n} for n in PASSWORD_OPTIONS.values()]}})
+    mounts = [{"name": "data", "mountPath": "/data"}]
+    mounts += [{"name": f"tmpfs-{path.strip('/').replace('/', '-')}", "mountPath": path}
+               for path in EMPTY_DIRS]
+    mounts.append({"name": "dev-shm", "mountPath": "/dev/shm"})
+    container = {
+        "name": NAME,
+        "image": IMAGE,
+        "args": ["ipa-server-install", "-U", f"--realm={project.realm}",
+                 f"--domain={project.domain}", "--no-ntp"],
+        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
+        "ports": [{"name": p["name"], "containerPort": p["port"], "protocol": p["protocol"]}
+                  for p in ports],
+        "readinessProbe": {"exec": {"command": ["systemctl", "status", "ipa"]},
+                           "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": "500m", "memory": "2Gi"},
+                      "limits": {"cpu": "2", "memory": "4Gi"}},
+        # systemd as UID 0 of the pod's own user namespace (hostUsers: false): its
+        # capabilities are namespaced; never host root. Privilege escalation stays off.
+        "securityContext": {**root_in_userns, "allowPrivilegeEscalation": False},
+        "volumeMounts": mounts,
+    }
+    init = {
+        "name": "install-options",
+        "image": IMAGE,
+        "command": ["/bin/sh", "-c", _options_script()],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                      "limits": {"cpu": "100m", "memory": "64Mi"}},
+        "securityContext": {**root_in_userns, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, *secret_mounts],
+    }
+    statefulset = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": NAME, "labels": labels(NAME)},
+        "spec": {
+            "replicas": 1,
+            "serviceName": NAME,
+            "selector": {"matchLabels": selector(NAME)},
+            "template": {
+                "metadata": {"labels": labels(NAME), "annotations": {ANNOTATION_SERVICE: NAME}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "setHostnameAsFQDN": True,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "initContainers": [init],
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": labels(NAME)},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": STORAGE}}},
+            }],
+        },
+    }
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": NAME, "labels": labels(NAME)},
+        "spec": {"selector": selector(NAME),
+                 "ports": [{**p, "targetPort": p["port"]} for p in ports]},
+    }
+    return [statefulset, service]

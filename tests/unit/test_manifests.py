@@ -1,0 +1,273 @@
+"""kustomize/ from the specs: built by a real kustomize, validated strictly, PSS restricted.
+
+The overlays are built from a copy of kustomize/ whose secret files are dummies (the real
+ones are written by `ipabuild secrets --out kustomize/secrets` and never committed).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from ipabuild import kustomize
+from ipabuild.emit import ManifestOptions, check_manifests, render_manifests
+from ipabuild.manifests.common import ROOT_INIT_CAPABILITIES, needs_root_init
+from ipabuild.manifests.pss import pod_spec, violations
+from ipabuild.manifests.schemas import is_openshift, validate_openshift
+from ipabuild.spec import load_project, load_services
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS = ["split", "split-userns", "monolithic-userns", "openshift/split",
+            "openshift/split-userns", "openshift/monolithic-userns"]
+K8S_VERSIONS = ["1.33", kubernetes_validate.latest_version()]
+
+
+def _options(project: Any) -> ManifestOptions:
+    return ManifestOptions(project.image.prefix, project.image.tag)
+
+
+@pytest.fixture(scope="module")
+def specs() -> tuple[Any, list[Any]]:
+    project = load_project(ROOT)
+    return project, load_services(ROOT, project, [])
+
+
+@pytest.fixture(scope="module")
+def built(specs: tuple[Any, list[Any]], tmp_path_factory: pytest.TempPathFactory
+          ) -> dict[str, list[dict[str, Any]]]:
+    """Every overlay, built with the real kustomize from freshly rendered files."""
+    project, services = specs
+    tree = tmp_path_factory.mktemp("kustomize")
+    for relative, text in render_manifests(project, services, _options(project)).items():
+        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tree / relative).write_text(text)
+    secrets = yaml.safe_load((tree / "secrets/kustomization.yaml").read_text())
+    for name in secrets["secretGenerator"][0]["files"]:
+        (tree / "secrets" / name).write_text(f"dummy-{name}")
+    return {overlay: kustomize.build(tree / "overlays" / overlay) for overlay in OVERLAYS}
+
+
+def _root_init(services: list[Any]) -> frozenset[str]:
+    """The containers allowed the one documented exception (root init in a userns)."""
+    return frozenset(f"{s.name}-init" for s in services if needs_root_init(s))
+
+
+def test_committed_kustomize_is_what_the_specs_produce(specs: tuple[Any, list[Any]]) -> None:
+    project, services = specs
+    files = render_manifests(project, services, _options(project))
+    assert files == render_manifests(project, services, _options(project))  # deterministic
+    drifts = check_manifests(ROOT, files)
+    assert not drifts, "run `ipabuild manifests`:\n" + "\n".join(d.summary() for d in drifts)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_builds_and_validates_strictly(overlay: str,
+                                               built: dict[str, list[dict[str, Any]]]) -> None:
+    objects = built[overlay]
+    assert objects, overlay
+    for obj in objects:
+        if is_openshift(obj):
+            validate_openshift(obj)
+            continue
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_openshift_schema_is_strict(built: dict[str, list[dict[str, Any]]]) -> None:
+    route = next(o for o in built["openshift/split"] if o["kind"] == "Route")
+    broken = copy.deepcopy(route)
+    broken["spec"]["tls"]["termination"] = "sideways"
+    with pytest.raises(Exception, match="sideways"):
+        validate_openshift(broken)
+    broken = copy.deepcopy(route)
+    broken["spec"]["tos"] = broken["spec"].pop("to")
+    with pytest.raises(Exception, match="tos"):
+        validate_openshift(broken)
+
+
+@pytest.mark.parametrize("overlay", ["split", "split-userns", "openshift/split",
+                                     "openshift/split-userns"])
+def test_every_container_meets_pss_restricted(overlay: str, specs: tuple[Any, list[Any]],
+                                              built: dict[str, list[dict[str, Any]]]) -> None:
+    workloads = [o for o in built[overlay] if pod_spec(o) is not None]
+    assert len(workloads) == len(specs[1])
+    problems = [p for o in workloads for p in violations(o, _root_init(specs[1]))]
+    assert problems == []
+
+
+def test_userns_overlays_set_host_users_false(built: dict[str, list[dict[str, Any]]]) -> None:
+    for overlay in OVERLAYS:
+        for obj in built[overlay]:
+            spec = pod_spec(obj)
+            if spec is None:
+                continue
+            expected = False if "userns" in overlay else None
+            assert spec.get("hostUsers") is expected, (overlay, obj["metadata"]["name"])
+
+
+def test_openshift_sccs(specs: tuple[Any, list[Any]],
+                        built: dict[str, list[dict[str, Any]]]) -> None:
+    root_init = {s.name for s in specs[1] if needs_root_init(s)}
+    for overlay, normal in (("openshift/split", "restricted-v2"),
+                            ("openshift/split-userns", "restricted-v3")):
+        for obj in built[overlay]:
+            if pod_spec(obj) is None:
+                continue
+            template = obj["spec"]["template"]
+            scc = template["metadata"]["annotations"]["openshift.io/required-scc"]
+            name = obj["metadata"]["name"]
+            if overlay.endswith("userns") and name in root_init:
+                assert scc == "nested-container"
+            else:
+                assert scc == normal, (overlay, name)
+            assert "fsGroup" not in template["spec"].get("securityContext", {})
+    routes = [o for o in built["openshift/split"] if o["kind"] == "Route"]
+    assert [r["spec"]["to"]["name"] for r in routes] == ["http"]
+    monolith = next(o for o in built["openshift/monolithic-userns"] if pod_spec(o))
+    annotations = monolith["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["openshift.io/required-scc"] == "nested-container"
+
+
+def test_secrets_are_files_never_env(specs: tuple[Any, list[Any]],
+                                     built: dict[str, list[dict[str, Any]]]) -> None:
+    by_name = {s.name: s for s in specs[1]}
+    secret = next(o for o in built["split"] if o["kind"] == "Secret")
+    for obj in built["split"]:
+        spec = pod_spec(obj)
+        if spec is None:
+            continue
+        service = by_name[obj["metadata"]["name"]]
+        container = spec["containers"][0]
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        for declared in service.secrets:
+            mount = mounts[declared.path]
+            assert mount["subPath"] == declared.name and mount["readOnly"] is True
+        volumes = [v for v in spec.get("volumes", []) if "secret" in v]
+        for volume in volumes:
+            assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+            assert {i["key"] for i in volume["secret"]["items"]} == {
+                s.name for s in service.secrets}
+        assert all("valueFrom" not in e for e in container.get("env", []))
+
+
+def test_services_map_standard_ports_tcp_and_udp(specs: tuple[Any, list[Any]],
+                                                 built: dict[str, list[dict[str, Any]]]) -> None:
+    services = {o["metadata"]["name"]: o for o in built["split"] if o["kind"] == "Service"}
+    for spec in specs[1]:
+        ports = {(p["port"], p["targetPort"], p["protocol"])
+                 for p in services[spec.name]["spec"]["ports"]}
+        assert ports == {(p.service_port, p.port, p.protocol.upper()) for p in spec.ports}
+
+
+def test_ldap_reachable_only_from_its_clients(built: dict[str, list[dict[str, Any]]]) -> None:
+    policies = {o["metadata"]["name"]: o for o in built["split"]
+                if o["kind"] == "NetworkPolicy"}
+    deny = policies["ipabuild-default-deny"]["spec"]
+    assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny
+    rule = policies["ldap-allow"]["spec"]["ingress"][0]
+    sources = {f["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for f in rule["from"]}
+    assert sources == {"kdc", "ca"}  # the services whose specs use ldap
+    assert "from" not in policies["kdc-allow"]["spec"]["ingress"][0]  # public on its ports
+
+
+def test_registry_and_tag_land_in_the_overlays(specs: tuple[Any, list[Any]]) -> None:
+    project, services = specs
+    files = render_manifests(project, services,
+                             ManifestOptions("registry.example:5000/ipa", "v9"))
+    images = yaml.safe_load(files["overlays/split/kustomization.yaml"].split("\n", 2)[2])
+    assert {i["newName"] for i in images["images"]} == {
+        f"registry.example:5000/ipa/{s.name}" for s in services}
+    assert {i["newTag"] for i in images["images"]} == {"v9"}
+
+
+# --- the PSS check itself must fail on any one broken rule ---------------------------
+
+def _set(path: list[Any], value: Any) -> Any:
+    def mutate(obj: dict[str, Any]) -> None:
+        target = obj
+        for key in path[:-1]:
+            target = target.setdefault(key, {}) if isinstance(key, str) else target[key]
+        target[path[-1]] = value
+    return mutate
+
+
+def _delete(path: list[Any]) -> Any:
+    def mutate(obj: dict[str, Any]) -> None:
+        target = obj
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+    return mutate
+
+
+POD = ["spec", "template", "spec"]
+C0 = [*POD, "containers", 0]
+SC = [*C0, "securityContext"]
+MUTATIONS = {
+    "hostNetwork": _set([*POD, "hostNetwork"], True),
+    "hostPID": _set([*POD, "hostPID"], True),
+    "hostIPC": _set([*POD, "hostIPC"], True),
+    "hostPath volume": lambda o: o["spec"]["template"]["spec"].setdefault("volumes", []).append(
+        {"name": "host", "hostPath": {"path": "/"}}),
+    "unsafe sysctl": _set([*POD, "securityContext", "sysctls"],
+                          [{"name": "kernel.msgmax", "value": "1"}]),
+    "privileged": _set([*SC, "privileged"], True),
+    "privilege escalation": _set([*SC, "allowPrivilegeEscalation"], True),
+    "escalation unset": _delete([*SC, "allowPrivilegeEscalation"]),
+    "keeps capabilities": _set([*SC, "capabilities"], {"drop": ["NET_RAW"]}),
+    "adds SYS_ADMIN": _set([*SC, "capabilities", "add"], ["SYS_ADMIN"]),
+    "seccomp Unconfined": _set([*SC, "seccompProfile"], {"type": "Unconfined"}),
+    "seccomp unset": lambda o: (_delete([*SC, "seccompProfile"])(o),
+                                _delete([*POD, "securityContext", "seccompProfile"])(o)),
+    "runAsNonRoot false": _set([*SC, "runAsNonRoot"], False),
+    "runAsNonRoot unset": lambda o: (_delete([*SC, "runAsNonRoot"])(o),
+                                     _delete([*POD, "securityContext", "runAsNonRoot"])(o)),
+    "runAsUser 0": _set([*SC, "runAsUser"], 0),
+    "runAsUser pinned": _set([*SC, "runAsUser"], 1000),
+    "pod runAsUser pinned": _set([*POD, "securityContext", "runAsUser"], 1000),
+    "writable root": _set([*SC, "readOnlyRootFilesystem"], False),
+    "hostPort": _set([*C0, "ports", 0, "hostPort"], 389),
+    "secret env": _set([*C0, "env"], [{"name": "PW", "valueFrom": {
+        "secretKeyRef": {"name": "s", "key": "k"}}}]),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(MUTATIONS))
+def test_pss_check_fails_on_each_broken_rule(rule: str,
+                                             built: dict[str, list[dict[str, Any]]]) -> None:
+    ldap = next(o for o in built["split-userns"]
+                if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "ldap")
+    assert violations(ldap) == []
+    broken = copy.deepcopy(ldap)
+    MUTATIONS[rule](broken)
+    assert violations(broken), f"the check missed: {rule}"
+
+
+def test_the_root_init_exception_covers_nothing_else(specs: tuple[Any, list[Any]]) -> None:
+    """The exemption only allows UID 0 with namespaced capabilities, only for init steps."""
+    from ipabuild.manifests.split import workload
+
+    roots = [s for s in specs[1] if needs_root_init(s)]
+    if not roots:
+        pytest.skip("no service declares a root init step")
+    obj = workload(roots[0])
+    allowed = _root_init(specs[1])
+    assert violations(obj, allowed) == []
+    assert violations(obj)  # without the exemption the init step fails the check
+    init = obj["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["securityContext"]["capabilities"]["add"] == ROOT_INIT_CAPABILITIES
+    for key, value in (("allowPrivilegeEscalation", True), ("readOnlyRootFilesystem", False),
+                       ("capabilities", {"drop": ["ALL"], "add": ["SYS_ADMIN"]}),
+                       ("seccompProfile", {"type": "Unconfined"}), ("privileged", True)):
+        broken = copy.deepcopy(obj)
+        broken["spec"]["template"]["spec"]["initContainers"][0]["securityContext"][key] = value
+        assert violations(broken, allowed), key
+    broken = copy.deepcopy(obj)  # the main container never gets the exemption
+    broken["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"] = 0
+    assert violations(broken, allowed)
+

@@ -324,8 +324,9 @@ class Stack:
     def _remove_containers(self) -> list[str]:
         removed = []
         for container in self.containers():
-            container.stop(timeout=10)
-            container.remove(force=True)
+            with contextlib.suppress(APIError):
+                container.stop(timeout=10)
+            _remove_quietly(container)
             removed.append(container.name)
         return removed
 

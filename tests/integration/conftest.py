@@ -17,8 +17,8 @@ from tests.integration.stack_client import Client, build_client_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["ldap", "kdc", "http", "ca"]
-# What the shared test stack starts (http pulls in kdc and ldap).
-STACK_SERVICES = ["--service", "http"]
+# What the shared test stack starts: everything (http pulls in kdc, ca and ldap).
+STACK_SERVICES: list[str] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -82,12 +82,40 @@ def test_kinit_through_the_kdc_proxy(client: Client) -> None:
     assert "Sending HTTPS request" in result.stderr
 
 
+@pytest.fixture(scope="module")
+def issued_serial(stack: str, client: Client, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Issue a certificate from Dogtag with the real pki CLI; returns its serial."""
+    inputs = tmp_path_factory.mktemp("ca-client")
+    sh(["podman", "cp", f"ipabuild-{stack}-ca:/etc/pki/ipabuild-client/ca_admin_cert.p12",
+        str(inputs / "admin.p12")])
+    (inputs / "p12pw").write_text(client.secret("ca-pkcs12-password"))
+    script = Path(__file__).parent / "client" / "issue-cert.sh"
+    result = subprocess.run(
+        ["podman", "run", "--rm", "--network", f"ipabuild-{stack}", "-v", f"{inputs}:/in:ro",
+         "-v", f"{script}:/issue-cert.sh:ro", "--user", "0", "--entrypoint", "bash",
+         "localhost/ipabuild/ca:latest", "/issue-cert.sh"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "cert.pem: OK" in result.stdout
+    return result.stdout.rsplit("SERIAL=", 1)[1].split()[0]
+
+
+def test_ca_issues_a_certificate_openssl_verifies(issued_serial: str) -> None:
+    assert issued_serial.startswith("0x") and int(issued_serial, 16) > 1
+
+
+def _serial_known(client: Client, serial: str) -> bool:
+    result = client.run(f"curl -sk -o /dev/null -w '%{{http_code}}' "
+                        f"https://http.example.test:8443/ca/rest/certs/{serial}")
+    return result.stdout.strip() == "200"
+
+
 def _check_identity(client: Client) -> None:
     test_spnego_returns_the_principal_and_401_without_ticket(client)
     test_sasl_gssapi_bind_maps_to_the_user_entry(client)
 
 
-def test_data_survives_down_and_up(stack: str, client: Client) -> None:
+def test_data_survives_down_and_up(stack: str, client: Client, issued_serial: str) -> None:
     entry = f"cn=persist-{uuid.uuid4().hex[:6]},cn=groups,cn=accounts,{SUFFIX}"
     added = client.run(
         'printf "dn: %s\\nobjectClass: top\\nobjectClass: nsContainer\\n" "$ENTRY" '
@@ -106,9 +134,10 @@ def test_data_survives_down_and_up(stack: str, client: Client) -> None:
         env={"DM": client.secret("ldap-dm-password"), "ENTRY": entry})
     assert entry in found.stdout.replace("\n ", ""), found.stderr
     _check_identity(client)
+    assert _serial_known(client, issued_serial), "issued certificate lost after down/up"
 
 
-@pytest.mark.parametrize("service", ["ldap", "kdc", "http"])
+@pytest.mark.parametrize("service", ["ldap", "kdc", "http", "ca"])
 def test_kill_9_of_the_daemon_then_restart(stack: str, client: Client, service: str) -> None:
     container = f"ipabuild-{stack}-{service}"
     init_pid = int(sh(["podman", "inspect", "--format", "{{.State.Pid}}", container]).stdout)
@@ -122,12 +151,14 @@ def test_kill_9_of_the_daemon_then_restart(stack: str, client: Client, service: 
             break
         time.sleep(0.25)
     sh(["podman", "start", container])
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while subprocess.run(["podman", "healthcheck", "run", container],
                          capture_output=True, check=False).returncode != 0:
         assert time.monotonic() < deadline, f"{container} not healthy after restart"
         time.sleep(0.5)
     _check_identity(client)
+    if service == "ca":
+        assert _serial_known(client, "0x1")
 
 
 def test_second_up_and_missing_down_fail_clearly(stack: str) -> None:

@@ -105,7 +105,8 @@ def _container(service: Service) -> dict[str, Any]:
 def _init_container(service: Service) -> dict[str, Any]:
     assert service.init is not None
     main = _container(service)
-    init = {k: main[k] for k in ("image", "envFrom", "resources", "volumeMounts") if k in main}
+    init: dict[str, Any] = {k: main[k] for k in ("image", "envFrom", "resources", "volumeMounts")
+                            if k in main}
     init.update({"name": f"{service.name}-init", "command": list(service.init.command)})
     if "env" in main:
         init["env"] = main["env"]

@@ -18,7 +18,7 @@ export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install --quiet --root-user-action=ignore -e '.[test]'
 ipabuild doctor --fix
 
-clients=(ldap-utils krb5-user curl skopeo docker-registry)
+clients=(ldap-utils krb5-user curl skopeo docker-registry chromium)
 missing=()
 for pkg in "${clients[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from ipabuild import __version__
-from ipabuild.errors import IpabuildError
+from ipabuild.errors import IpabuildError, UsageError
 
 
 def _root(root: str | None) -> Path:
@@ -130,9 +130,11 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
     project = load_project(root)
     services = load_services(root, project, [])
     if wanted:
+        from ipabuild.spec import service_names
+
         names = [w.strip() for w in wanted.split(",") if w.strip()]
         load_services(root, project, names)  # unknown names fail clearly here
-        services = with_dependencies(services, names)
+        services = with_dependencies(load_services(root, project, service_names(root)), names)
     return root, project, services, Stack(connect(), project, services, name,
                                           project.image.tag)
 
@@ -180,8 +182,10 @@ def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> 
 
 @main.command()
 @STACK_OPTION
-@click.option("--mode", type=click.Choice(["split"]), default="split", show_default=True,
-              help="split: one unprivileged container per service.")
+@click.option("--mode", type=click.Choice(["split", "monolithic"]), default="split",
+              show_default=True,
+              help="split: one unprivileged container per service; monolithic: every daemon "
+                   "in one container, root inside its own user namespace.")
 @click.option("--service", "wanted", default="",
               help="Comma-separated services to start (with what they depend on); "
                    "default: all.")
@@ -198,6 +202,8 @@ def up(ctx: click.Context, name: str, mode: str, wanted: str) -> None:
     from ipabuild.secrets import ensure_secrets, secret_names, secrets_dir
 
     try:
+        if mode == "monolithic":
+            wanted = "monolithic"
         root, _project, services, stack = _stack_context(ctx.obj["root"], name, wanted)
         files = ensure_secrets(secrets_dir(root, name), secret_names(services))
         rows = stack.up(files, PlainReporter())
@@ -345,6 +351,52 @@ def verify(name: str | None, mode: str | None, pytest_args: tuple[str, ...]) -> 
         _fail(exc)
         return
     sys.exit(status_code)
+
+
+@main.command()
+@click.option("--modes", default="monolithic,split", show_default=True,
+              help="Comma-separated modes to compare.")
+@click.option("--name", default=None, help="Only this stack (default: every ipabuild stack).")
+@click.option("--json", "json_output", is_flag=True, help="Print the report as JSON.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write a self-contained HTML report to this file.")
+@click.pass_context
+def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
+            html_file: str | None) -> None:
+    """Compare the security posture of monolithic and split, side by side, from measurements.
+
+    Per container: in-container UIDs, host UID range, user namespace, capabilities,
+    NoNewPrivs, seccomp, read-only root, privileged, processes root inside and on the
+    host, secrets in env, listening ports, and the image's setuid/setgid files, package
+    count and size; plus PSS "restricted" violations of the matching kustomize overlays.
+    """
+    from ipabuild.podman_api import connect
+    from ipabuild.posture import container_posture, manifest_facts, report_html, report_json
+    from ipabuild.targets import stack_containers
+
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    try:
+        root = _root(ctx.obj["root"])
+        containers = [c for c in stack_containers(connect(), name) if c.mode in wanted]
+        if not containers:
+            raise UsageError(f"nothing running in mode(s) {', '.join(wanted)}",
+                             "start a stack first: `ipabuild up` (images: `ipabuild images`)")
+        images: dict = {}
+        rows = [container_posture(c, images) for c in containers]
+        manifests = {m: manifest_facts(root, m) for m in wanted}
+    except IpabuildError as exc:
+        _fail(exc)
+        return
+    document = report_json(rows, wanted, manifests)
+    if html_file:
+        Path(html_file).write_text(report_html(document))
+    if json_output:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for line in document["summary"]:  # type: ignore[attr-defined]
+            click.echo(line)
+        if html_file:
+            click.echo(f"HTML report: {html_file}")
 
 
 @main.command()

@@ -81,6 +81,8 @@ def api_error(exc: APIError, what: str) -> IpabuildError:
 def store_secrets(client: PodmanClient, files: dict[str, Path]) -> None:
     """Create (or replace) podman secrets ``name`` from ``files``."""
     for name, path in files.items():
-        with contextlib.suppress(NotFound):
+        # APIError too: podman 4.3 can keep a secret's record after its data is gone
+        # ("no secret data with ID"); the create below then replaces it.
+        with contextlib.suppress(NotFound, APIError):
             client.secrets.get(name).remove()
         client.secrets.create(name, path.read_bytes())

@@ -205,7 +205,14 @@ class Service(StrictModel):
 
     name: str = ""
     description: str
-    user: int = Field(gt=0, description="numeric, non-root USER of the image")
+    mode: Literal["split", "monolithic"] = Field(
+        default="split",
+        description="split: one unprivileged service; monolithic: several daemons started "
+                    "as root by a supervisor, only ever run in a user namespace",
+    )
+    user: int = Field(ge=0, description="numeric USER of the image; 0 only for monolithic")
+    aliases: list[str] = Field(
+        default_factory=list, description="extra network names (a monolith answers for all)")
     families: dict[str, FamilyPackages]
     files: list[FileEntry] = Field(default_factory=list)
     build_steps: list[str] = Field(default_factory=list)
@@ -225,6 +232,12 @@ class Service(StrictModel):
         description="explicit deviations from the image contract, with the reason",
     )
     read_only_root: bool = True
+
+    @model_validator(mode="after")
+    def _root_only_for_monolith(self) -> Service:
+        if self.user == 0 and self.mode != "monolithic":
+            raise ValueError("`user` must be greater than 0: a split image never runs as root")
+        return self
 
 
 # --- loading -------------------------------------------------------------------------
@@ -318,7 +331,8 @@ def service_names(root: Path) -> list[str]:
 
 
 def load_services(root: Path, project: Project, wanted: list[str] | None = None) -> list[Service]:
-    """Load the named services (all when ``wanted`` is empty), in dependency order."""
+    """Load the named services; with ``wanted`` empty, every split-mode service (a
+    monolithic image is built and run only when asked for by name)."""
     known = service_names(root)
     names = wanted or known
     unknown = [n for n in names if n not in known]
@@ -326,7 +340,8 @@ def load_services(root: Path, project: Project, wanted: list[str] | None = None)
         raise UsageError(
             f"unknown service {', '.join(unknown)}", "choose from: " + ", ".join(known)
         )
-    return [load_service(root, name, project) for name in names]
+    loaded = [load_service(root, name, project) for name in names]
+    return loaded if wanted else [s for s in loaded if s.mode == "split"]
 
 
 def find_root(start: Path) -> Path:

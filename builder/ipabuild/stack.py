@@ -111,6 +111,9 @@ class ServicePlan:
 
     @property
     def in_userns(self) -> bool:
+        """Runs in a user namespace of its own: a monolith, or a root init step's service."""
+        if self.service.mode == "monolithic":
+            return True
         return bool(self.service.init and self.service.init.root_in_user_namespace)
 
     @property
@@ -135,11 +138,14 @@ class ServicePlan:
             "secrets": [{"source": secret_names[s.name], "target": s.name,
                          "uid": self.runtime_uid, "gid": 0, "mode": 0o440}
                         for s in service.secrets],
-            "networks": {self.network: {"aliases": [service.name,
-                                                    f"{service.name}.{self.domain}"]}},
+            "networks": {self.network: {"aliases": [
+                name for alias in [service.name, *service.aliases]
+                for name in (alias, f"{alias}.{self.domain}")]}},
             "labels": {STACK_LABEL: self.stack, SERVICE_LABEL: service.name,
-                       "io.ipabuild.mode": "split"},
-            "cap_drop": ["ALL"],
+                       "io.ipabuild.mode": service.mode},
+            # A monolith keeps podman's default (namespaced) capabilities: its supervisor
+            # and daemons run as root inside, as upstream's container does.
+            **({} if service.mode == "monolithic" else {"cap_drop": ["ALL"]}),
             "no_new_privileges": True,  # podman-py maps security_opt to SELinux options
             "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
             "init": True,

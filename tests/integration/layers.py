@@ -68,6 +68,11 @@ def secret_files(tarballs: list[Path]) -> list[Finding]:
             if member.size > MAX_SCAN:
                 continue
             handle = archive.extractfile(member)
-            if handle is not None and PRIVATE_KEY.search(handle.read()):
+            data = handle.read() if handle is not None else b""
+            # Compiled code (ELF objects such as libgnutls, Python bytecode) carries test
+            # vectors that look like keys; key *files* are what a layer must not hold.
+            if data.startswith((b"\x7fELF",)) or member.name.endswith(".pyc"):
+                continue
+            if PRIVATE_KEY.search(data):
                 found.append(Finding(tarball.name[:12], member.name, "PEM private key"))
     return found

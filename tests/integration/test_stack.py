@@ -173,7 +173,9 @@ def test_kill_9_of_the_daemon_then_restart(stack: str, client: Client, service: 
     # RST): its first request after the restart waits for TCP to give up (~25 s here).
     eventually(lambda: _check_identity(client), timeout=90)
     if service == "ca":
-        assert _serial_known(client, "0x1")
+        def ca_answers() -> None:
+            assert _serial_known(client, "0x1"), "the CA does not answer through /ca"
+        eventually(ca_answers, timeout=90)
 
 
 def test_second_up_and_missing_down_fail_clearly(stack: str) -> None:

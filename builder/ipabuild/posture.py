@@ -1,0 +1,172 @@
+"""``ipabuild posture``: monolithic vs split, side by side, from measured facts only.
+
+Runtime facts come from /proc of the running containers (ipabuild.targets), image facts
+from the image's own filesystem (``podman image mount``), static facts from the built
+kustomize overlays (the PSS "restricted" checker). A mode with nothing running is shown
+as not measured, never filled in with assumptions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ipabuild.commands import run
+from ipabuild.imagestore import inspect_image
+from ipabuild.targets import ContainerFacts
+
+SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|PASSPHRASE|_KEY$", re.IGNORECASE)
+OVERLAY_OF_MODE = {"split": "split-userns", "monolithic": "monolithic-userns"}
+
+
+@dataclass
+class ImageFacts:
+    """Attack surface of an image, read from its filesystem."""
+
+    name: str
+    size_bytes: int = 0
+    packages: int = 0
+    setid_files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainerPosture:
+    """One container's row of the report."""
+
+    mode: str
+    stack: str
+    service: str
+    container: str
+    uids_in_container: list[int | None]
+    host_uid_range: list[int]
+    user_namespace: str
+    capabilities: list[str]
+    no_new_privs: bool
+    seccomp: list[str]
+    read_only_root: bool
+    privileged: bool
+    root_in_container_processes: int
+    host_root_processes: int
+    secrets_in_env: list[str]
+    listening_ports: list[int]
+    image: ImageFacts
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports in LISTEN state in the network namespace of ``pid``."""
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+def image_facts(name: str) -> ImageFacts:
+    """Size, package count and setuid/setgid files of ``name`` (mounted read-only)."""
+    info = inspect_image(name)
+    facts = ImageFacts(name, info.size if info else 0)
+    mounted = run(["podman", "image", "mount", name], check=False)
+    if not mounted.succeeded:
+        return facts
+    top = Path(mounted.stdout.strip())
+    try:
+        status = top / "var/lib/dpkg/status"
+        if status.exists():
+            facts.packages = status.read_text(errors="replace").count("\nPackage: ") + 1
+        for directory, _, files in os.walk(top):
+            for file in files:
+                path = Path(directory, file)
+                try:
+                    mode = path.lstat().st_mode
+                except OSError:
+                    continue
+                if stat.S_ISREG(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                    facts.setid_files.append("/" + str(path.relative_to(top)))
+    finally:
+        run(["podman", "image", "unmount", name], check=False)
+    return facts
+
+
+def container_posture(facts: ContainerFacts, images: dict[str, ImageFacts]) -> ContainerPosture:
+    processes = facts.processes
+    host_uids = sorted({uid for p in processes for uid in p.uids_host})
+    if facts.image not in images:
+        images[facts.image] = image_facts(facts.image)
+    return ContainerPosture(
+        mode=facts.mode or "unknown", stack=facts.stack, service=facts.service,
+        container=facts.name,
+        uids_in_container=sorted({p.uids_container[1] for p in processes},
+                                 key=lambda v: -1 if v is None else v),
+        host_uid_range=[host_uids[0], host_uids[-1]] if host_uids else [],
+        user_namespace="own" if any(p.own_user_namespace for p in processes) else "host's",
+        capabilities=sorted({c for p in processes for c in p.capabilities_effective}),
+        no_new_privs=all(p.no_new_privs for p in processes),
+        seccomp=sorted({p.seccomp for p in processes}),
+        read_only_root=facts.read_only_root, privileged=facts.privileged,
+        root_in_container_processes=sum(1 for p in processes if p.uids_container[1] == 0),
+        host_root_processes=sum(1 for p in processes if p.host_root_uid),
+        secrets_in_env=[n for n in facts.env_names if SECRET_ENV.search(n)],
+        listening_ports=listening_ports(facts.init_pid),
+        image=images[facts.image],
+    )
+
+
+def manifest_facts(root: Path, mode: str) -> dict[str, list[str]]:
+    """PSS "restricted" violations per workload of the mode's kustomize overlay."""
+    from ipabuild import kustomize
+    from ipabuild.manifests import pss
+
+    overlay = root / "kustomize" / "overlays" / OVERLAY_OF_MODE[mode]
+    if not overlay.is_dir():
+        return {}
+    result: dict[str, list[str]] = {}
+    for obj in kustomize.build(overlay):
+        if pss.pod_spec(obj) is not None:
+            result[f"{obj['kind']}/{obj['metadata']['name']}"] = pss.violations(obj)
+    return result
+
+
+def summarise(rows: list[ContainerPosture], modes: list[str]) -> list[str]:
+    """The differences that matter, in words, from the rows."""
+    lines = []
+    for mode in modes:
+        mine = [r for r in rows if r.mode == mode]
+        if not mine:
+            lines.append(f"{mode}: not measured (nothing running in this mode; "
+                         f"start it with `ipabuild up --mode {mode}`)")
+            continue
+        host_root = sum(r.host_root_processes for r in mine)
+        inside_root = sum(r.root_in_container_processes for r in mine)
+        own_ns = sum(1 for r in mine if r.user_namespace == "own")
+        caps = sorted({c for r in mine for c in r.capabilities})
+        lines.append(
+            f"{mode}: {len(mine)} container(s); {host_root} process(es) root on the host; "
+            f"{inside_root} root inside a container; {own_ns} in their own user namespace; "
+            f"capabilities: {', '.join(caps) or 'none'}; "
+            f"read-only root: {sum(r.read_only_root for r in mine)}/{len(mine)}; "
+            f"secrets in env: {sum(len(r.secrets_in_env) for r in mine)}")
+    return lines
+
+
+def report_json(rows: list[ContainerPosture], modes: list[str],
+                manifests: dict[str, dict[str, list[str]]]) -> dict[str, object]:
+    return {"modes": modes, "containers": [asdict(r) for r in rows],
+            "manifests": manifests, "summary": summarise(rows, modes)}
+
+
+def report_html(document: dict[str, object]) -> str:
+    """A self-contained page (inline CSS, no scripts) a reviewer opens in a browser."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("posture.html.j2").render(**document)

@@ -1,0 +1,71 @@
+"""The monolith (every daemon as root under a supervisor) run in a user namespace of its
+own: it serves the same identity checks, passes verify although its processes are root
+inside, and the posture report puts it beside split from measurements."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.conftest import ROOT, ipabuild
+from tests.integration.stack_client import Client, build_client_image
+
+KINIT_ADMIN = 'printf "%s" "$PW" | kinit admin >/dev/null'
+
+
+@pytest.fixture(scope="module")
+def monolith() -> Iterator[str]:
+    build = ipabuild("images", "--service", "monolithic", "--json")
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    build_client_image()
+    name = f"m{uuid.uuid4().hex[:6]}"
+    up = ipabuild("up", "--mode", "monolithic", "--name", name)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        yield name
+    finally:
+        ipabuild("down", "--name", name, "--volumes")
+
+
+@pytest.fixture(scope="module")
+def mono_client(monolith: str) -> Client:
+    return Client(monolith, ROOT / ".ipabuild" / "secrets" / monolith)
+
+
+def test_monolith_serves_kinit_spnego_and_gssapi(mono_client: Client) -> None:
+    env = {"PW": mono_client.secret("admin-password")}
+    result = mono_client.run(
+        f"{KINIT_ADMIN} && curl -sSk --negotiate -u : https://http.example.test:8443/ipa/whoami"
+        " && ldapwhoami -N -Y GSSAPI -H ldap://ldap.example.test:3389", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "admin@EXAMPLE.TEST" in result.stdout
+    assert "dn: uid=admin,cn=users,cn=accounts,dc=example,dc=test" in result.stdout
+
+
+def test_monolith_is_root_inside_but_not_on_the_host(monolith: str) -> None:
+    probe = ipabuild("probe", f"ipabuild-{monolith}-monolithic", "--json")
+    assert probe.returncode == 0, probe.stdout[-2000:]
+    processes = json.loads(probe.stdout)["processes"]
+    assert any(p["uids_container"][1] == 0 for p in processes), "expected root inside"
+    for p in processes:
+        assert p["own_user_namespace"] and 0 not in p["uids_host"]
+        assert not p["map_reaches_host_root"]
+    verify = ipabuild("verify", "--name", monolith)
+    assert verify.returncode == 0, verify.stdout[-3000:]
+
+
+def test_posture_compares_both_modes(monolith: str, stack: str) -> None:
+    result = ipabuild("posture", "--modes", "monolithic,split", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    modes = {row["mode"] for row in report["containers"]}
+    assert {"monolithic", "split"} <= modes
+    mono = [r for r in report["containers"] if r["mode"] == "monolithic"]
+    split = [r for r in report["containers"] if r["mode"] == "split"]
+    assert all(r["root_in_container_processes"] > 0 for r in mono)
+    assert sum(r["root_in_container_processes"] for r in split) == 0
+    assert all(r["host_root_processes"] == 0 for r in mono + split)
+    assert not any(line.endswith("not measured") for line in report["summary"])

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import yaml
 
 from ipabuild.commands import run
 from ipabuild.imagestore import inspect_image
@@ -125,13 +129,21 @@ def manifest_facts(root: Path, mode: str) -> dict[str, list[str]]:
     from ipabuild import kustomize
     from ipabuild.manifests import pss
 
-    overlay = root / "kustomize" / "overlays" / OVERLAY_OF_MODE[mode]
-    if not overlay.is_dir():
+    if not (root / "kustomize" / "overlays" / OVERLAY_OF_MODE[mode]).is_dir():
         return {}
     result: dict[str, list[str]] = {}
-    for obj in kustomize.build(overlay):
-        if pss.pod_spec(obj) is not None:
-            result[f"{obj['kind']}/{obj['metadata']['name']}"] = pss.violations(obj)
+    with tempfile.TemporaryDirectory() as tmp:
+        # A copy with placeholder secret values: the static facts do not depend on them,
+        # and the real values (if any) never leave kustomize/secrets/.
+        tree = Path(tmp) / "kustomize"
+        shutil.copytree(root / "kustomize", tree)
+        generator = yaml.safe_load((tree / "secrets" / "kustomization.yaml").read_text())
+        for entry in generator.get("secretGenerator", []):
+            for name in entry.get("files", []):
+                (tree / "secrets" / name.split("=")[-1]).write_text("placeholder")
+        for obj in kustomize.build(tree / "overlays" / OVERLAY_OF_MODE[mode]):
+            if pss.pod_spec(obj) is not None:
+                result[f"{obj['kind']}/{obj['metadata']['name']}"] = pss.violations(obj)
     return result
 
 

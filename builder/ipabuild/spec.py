@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -233,11 +234,12 @@ class Service(StrictModel):
     )
     read_only_root: bool = True
 
-    @model_validator(mode="after")
-    def _root_only_for_monolith(self) -> Service:
-        if self.user == 0 and self.mode != "monolithic":
-            raise ValueError("`user` must be greater than 0: a split image never runs as root")
-        return self
+    @field_validator("user")
+    @classmethod
+    def _root_only_for_monolith(cls, value: int, info: ValidationInfo) -> int:
+        if value == 0 and info.data.get("mode") != "monolithic":
+            raise ValueError("must be greater than 0: a split image never runs as root")
+        return value
 
 
 # --- loading -------------------------------------------------------------------------

@@ -129,14 +129,19 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
     root = _root(root_option)
     project = load_project(root)
     services = load_services(root, project, [])
+    client = connect()
+    if not wanted:
+        # An existing stack decides its own services (a monolith is one container).
+        running = client.containers.list(all=True, filters={"label": f"io.ipabuild.stack={name}"})
+        wanted = ",".join(sorted({c.labels.get("io.ipabuild.service", "") for c in running
+                                  if c.labels.get("io.ipabuild.mode") == "monolithic"}))
     if wanted:
         from ipabuild.spec import service_names
 
         names = [w.strip() for w in wanted.split(",") if w.strip()]
         load_services(root, project, names)  # unknown names fail clearly here
         services = with_dependencies(load_services(root, project, service_names(root)), names)
-    return root, project, services, Stack(connect(), project, services, name,
-                                          project.image.tag)
+    return root, project, services, Stack(client, project, services, name, project.image.tag)
 
 
 STACK_OPTION = click.option("--name", default="ipa", show_default=True,

@@ -330,7 +330,8 @@ class Stack:
     def _remove_containers(self) -> list[str]:
         removed = []
         for container in self.containers():
-            with contextlib.suppress(APIError):
+            # ValueError: podman answers 304 with an empty body for an exited container.
+            with contextlib.suppress(APIError, ValueError):
                 container.stop(timeout=10)
             _remove_quietly(container)
             removed.append(container.name)

@@ -95,7 +95,10 @@ def issued_serial(stack: str, client: Client, tmp_path_factory: pytest.TempPathF
          "-v", f"{script}:/issue-cert.sh:ro", "--user", "0", "--entrypoint", "bash",
          "localhost/ipabuild/ca:latest", "/issue-cert.sh"],
         capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    http_log = sh(["podman", "logs", "--tail", "15", f"ipabuild-{stack}-http"],
+                  check=False).stderr if result.returncode else ""
+    assert result.returncode == 0, (result.stdout[-2000:] + result.stderr[-2000:]
+                                    + "\n--- http log ---\n" + http_log)
     assert "cert.pem: OK" in result.stdout
     return result.stdout.rsplit("SERIAL=", 1)[1].split()[0]
 

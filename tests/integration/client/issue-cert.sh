@@ -3,7 +3,10 @@
 # certificate through http's /ca proxy, submit a CSR, approve it as the CA admin, export
 # the certificate and verify it against the CA certificate with openssl.
 set -e; cd /tmp
-curl -sfk -H 'Accept: application/json' https://http.example.test:8443/ca/rest/certs/0x1 | python3 -c "import json,sys; print(json.load(sys.stdin)['Encoded'])" > ca.pem
+# Retries: the CA may still be warming up behind the proxy right after the stack is up.
+curl -sSfk --retry 10 --retry-delay 3 --retry-all-errors -H 'Accept: application/json' \
+    -o ca.json https://http.example.test:8443/ca/rest/certs/0x1
+python3 -c "import json,sys; print(json.load(open('ca.json'))['Encoded'])" > ca.pem
 echo pass > nsspw; pki -d nss -C nsspw client-init >/dev/null
 pki -d nss -C nsspw client-cert-import --ca-cert ca.pem CA >/dev/null
 pki -d nss -C nsspw client-cert-import --pkcs12 /in/admin.p12 --pkcs12-password-file /in/p12pw >/dev/null

@@ -64,7 +64,8 @@ def healthcheck(client: PodmanClient, container: str) -> str:
 def log_tail(client: PodmanClient, container: str, lines: int = 20) -> str:
     try:
         raw = client.containers.get(container).logs(stdout=True, stderr=True, tail=lines)
-        return b"".join(raw).decode(errors="replace").rstrip()
+        data = raw if isinstance(raw, bytes) else b"".join(raw)
+        return data.decode(errors="replace").rstrip()
     except (APIError, NotFound):
         return "(no logs)"
 

@@ -18,3 +18,12 @@ def test_ruff_clean() -> None:
     result = subprocess.run([ruff, "check", "builder", "tests", "bench"], cwd=ROOT,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+def test_mypy_clean() -> None:
+    mypy = shutil.which("mypy")
+    if mypy is None:
+        pytest.fail("mypy is not installed: pip install -e '.[test]'")
+    result = subprocess.run([mypy, "builder/ipabuild"], cwd=ROOT, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]

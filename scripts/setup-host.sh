@@ -16,7 +16,11 @@ fi
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 
 python3 -m pip install --quiet --root-user-action=ignore -e '.[test]'
-ipabuild doctor --fix
+# pyenv (as on this machine kind) only exposes new console scripts after a rehash.
+if command -v pyenv >/dev/null 2>&1; then
+    pyenv rehash
+fi
+python3 -m ipabuild.cli doctor --fix
 
 clients=(ldap-utils krb5-user curl skopeo docker-registry chromium)
 missing=()

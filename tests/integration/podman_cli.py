@@ -77,7 +77,8 @@ class Sandbox:
 
     def cleanup(self) -> None:
         for name in self.containers:
-            sh(["podman", "rm", "-f", "-v", "-t", "2", name], check=False)  # -v: anonymous volumes too
+            # -v: the anonymous volumes of the images' VOLUMEs go too
+            sh(["podman", "rm", "-f", "-v", "-t", "2", name], check=False)
         for name in self.volumes:
             sh(["podman", "volume", "rm", "-f", name], check=False)
         for name in self.secrets:

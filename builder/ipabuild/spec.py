@@ -297,10 +297,12 @@ def load_service(root: Path, name: str, project: Project) -> Service:
                 doc.line_of(("families", family_name, "base")),
                 "use one of: " + ", ".join(family.bases),
             )
+    shared = root / "services" / COMMON_DIR
     for index, entry in enumerate(service.files):
-        if not (path.parent / entry.src).is_file():
+        # A service may use a shared file from services/common (render looks there too).
+        if not any((d / entry.src).is_file() for d in (path.parent, shared)):
             raise ConfigError(
-                path, f"file {entry.src!r} does not exist in services/{name}/",
+                path, f"file {entry.src!r} does not exist in services/{name}/ or services/common/",
                 doc.line_of(("files", index, "src")), "create it or correct `src`",
             )
     return service

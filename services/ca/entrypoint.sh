@@ -47,15 +47,7 @@ run_tomcat() {
     # What pki-tomcatd@.service does, minus `pki-server upgrade` (it re-chowns every file
     # to pkiuser; it runs in init only) and minus `pki-server run` (its security manager
     # dies on logging.properties): environment files, pkidaemon start, catalina.sh run.
-    set -a
-    . /usr/share/pki/etc/tomcat.conf
-    CATALINA_HOME=/usr/share/tomcat9
-    NAME=$instance
-    [ -f "/etc/default/$instance" ] && . "/etc/default/$instance"
-    . /usr/share/pki/etc/pki.conf
-    . /etc/pki/pki.conf
-    CATALINA_OPTS="${CATALINA_OPTS:-} ${CA_JAVA_OPTS:-}"
-    set +a
+    . /usr/local/lib/ipabuild/pki-tomcat-env.sh "$instance"
     /usr/bin/pkidaemon start "$instance" >&2 || ipabuild_die "pkidaemon start $instance failed"
     cd "/var/lib/pki/$instance"
     exec /usr/share/tomcat9/bin/catalina.sh run

@@ -69,3 +69,21 @@ ipabuild_keytab() {
     } | ktutil >/dev/null
     [ -s "$keytab" ] || ipabuild_die "could not write the keytab of $principal"
 }
+
+# Create the principals listed in FILE (principal, secret holding its password, LDAP entry
+# to attach to or "-") when absent; never change existing ones. kadmin.local reads its
+# commands from stdin so no password appears in argv.
+ipabuild_ensure_principals() {
+    local principal secret entry attach
+    while read -r principal secret entry; do
+        case "$principal" in ''|'#'*) continue ;; esac
+        if kadmin.local -q "getprinc $principal" 2>/dev/null | grep -q '^Principal:'; then
+            continue
+        fi
+        attach=""
+        [ "$entry" = "-" ] || attach="-x dn=$entry"
+        printf 'addprinc %s -pw %s %s\n' "$attach" "$(ipabuild_secret "$secret")" "$principal" |
+            kadmin.local >/dev/null 2>&1 || ipabuild_die "could not create principal $principal"
+        ipabuild_log "created principal $principal@$IPA_REALM${attach:+ on $entry}"
+    done <"$1"
+}

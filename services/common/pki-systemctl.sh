@@ -44,15 +44,7 @@ start() {
     [ -n "$instance" ] && [ "$instance" != "$unit" ] || ipabuild_die "systemctl shim: unit '$unit' unknown"
     mkdir -p "$rundir"
     (
-        set -a
-        . /usr/share/pki/etc/tomcat.conf
-        CATALINA_HOME=/usr/share/tomcat9
-        NAME=$instance
-        [ -f "/etc/default/$instance" ] && . "/etc/default/$instance"
-        . /usr/share/pki/etc/pki.conf
-        . /etc/pki/pki.conf
-        CATALINA_OPTS="${CATALINA_OPTS:-} ${CA_JAVA_OPTS:-}"
-        set +a
+        . /usr/local/lib/ipabuild/pki-tomcat-env.sh "$instance"
         /usr/sbin/pki-server upgrade "$instance"
         /usr/sbin/pki-server migrate "$instance" --tomcat 9.0.00
         /usr/bin/pkidaemon start "$instance"

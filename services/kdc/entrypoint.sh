@@ -51,19 +51,7 @@ else
 fi
 unset dm_password master_key
 
-# Ensure the principals listed in the image (passwords from secrets; kadmin.local reads
-# its commands from stdin so no password appears in argv).
-while read -r principal secret entry; do
-    case "$principal" in ''|'#'*) continue ;; esac
-    if kadmin.local -q "getprinc $principal" 2>/dev/null | grep -q '^Principal:'; then
-        continue
-    fi
-    attach=""
-    [ "$entry" = "-" ] || attach="-x dn=$entry"
-    printf 'addprinc %s -pw %s %s\n' "$attach" "$(ipabuild_secret "$secret")" "$principal" |
-        kadmin.local >/dev/null 2>&1 || ipabuild_die "could not create principal $principal"
-    ipabuild_log "created principal $principal@$IPA_REALM${attach:+ on $entry}"
-done </usr/share/ipabuild/principals
+ipabuild_ensure_principals /usr/share/ipabuild/principals
 
 ipabuild_log "starting krb5kdc for $IPA_REALM (port 8088 tcp+udp)"
 exec /usr/sbin/krb5kdc -n

@@ -138,21 +138,6 @@ create_realm() {
     stamp "$marker_kdc"
 }
 
-ensure_principals() {
-    local principal secret entry attach
-    while read -r principal secret entry; do
-        case "$principal" in ''|'#'*) continue ;; esac
-        if kadmin.local -q "getprinc $principal" 2>/dev/null | grep -q '^Principal:'; then
-            continue
-        fi
-        attach=""
-        [ "$entry" = "-" ] || attach="-x dn=$entry"
-        printf 'addprinc %s -pw %s %s\n' "$attach" "$(ipabuild_secret "$secret")" "$principal" |
-            kadmin.local >/dev/null 2>&1 || ipabuild_die "could not create principal $principal"
-        ipabuild_log "created principal $principal@$IPA_REALM${attach:+ on $entry}"
-    done </usr/share/ipabuild/principals
-}
-
 # Keys derive from the same secrets the principals were created with: no keytab is kept.
 write_keytabs() {
     ipabuild_keytab "ldap/ldap.$IPA_DOMAIN@$IPA_REALM" ldap-service-password "$run/ldap.keytab"
@@ -210,15 +195,7 @@ create_ca() {
 start_ca() {
     mkdir -p "/var/log/pki/$ca_instance/ca" "/var/lib/pki/$ca_instance/work" "/var/lib/pki/$ca_instance/temp"
     (
-        set -a
-        . /usr/share/pki/etc/tomcat.conf
-        CATALINA_HOME=/usr/share/tomcat9
-        NAME=$ca_instance
-        [ -f "/etc/default/$ca_instance" ] && . "/etc/default/$ca_instance"
-        . /usr/share/pki/etc/pki.conf
-        . /etc/pki/pki.conf
-        CATALINA_OPTS="${CATALINA_OPTS:-} ${CA_JAVA_OPTS:-}"
-        set +a
+        . /usr/local/lib/ipabuild/pki-tomcat-env.sh "$ca_instance"
         /usr/sbin/pki-server upgrade "$ca_instance" >&2
         /usr/sbin/pki-server migrate "$ca_instance" --tomcat 9.0.00 >&2
         /usr/bin/pkidaemon start "$ca_instance" >&2
@@ -288,7 +265,7 @@ write_keytabs
 start_directory
 [ -e "$marker_ldap" ] || populate_directory
 [ -e "$marker_kdc" ] || create_realm
-ensure_principals
+ipabuild_ensure_principals /usr/share/ipabuild/principals
 start_kdc
 [ -e "$marker_ca" ] || create_ca
 start_ca

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -161,7 +162,21 @@ def test_services_map_standard_ports_tcp_and_udp(specs: tuple[Any, list[Any]],
     for spec in specs[1]:
         ports = {(p["port"], p["targetPort"], p["protocol"])
                  for p in services[spec.name]["spec"]["ports"]}
-        assert ports == {(p.service_port, p.port, p.protocol.upper()) for p in spec.ports}
+        standard = {(p.service_port, p.port, p.protocol.upper()) for p in spec.ports}
+        in_stack = {(p.port, p.port, p.protocol.upper()) for p in spec.ports}
+        assert ports == standard | in_stack
+
+
+def test_in_stack_addresses_of_the_specs_resolve_through_services(
+        specs: tuple[Any, list[Any]], built: dict[str, list[dict[str, Any]]]) -> None:
+    """``ldap://ldap:3389`` in the kdc spec must reach ldap through the Service ``ldap``."""
+    services = {o["metadata"]["name"]: o for o in built["split"] if o["kind"] == "Service"}
+    addresses = [urlsplit(value) for spec in specs[1] for value in spec.environment.values()
+                 if "://" in value]
+    assert addresses, "no in-stack URL in the specs: the test checks nothing"
+    for address in addresses:
+        published = {p["port"] for p in services[address.hostname]["spec"]["ports"]}
+        assert address.port in published, address.geturl()
 
 
 def test_ldap_reachable_only_from_its_clients(built: dict[str, list[dict[str, Any]]]) -> None:

@@ -167,13 +167,23 @@ def workload(service: Service) -> dict[str, Any]:
 
 
 def service_object(service: Service) -> dict[str, Any]:
-    """The Service mapping the standard ports onto the container's unprivileged ones."""
+    """The Service mapping the standard ports onto the container's unprivileged ones.
+
+    It also publishes each container port as itself (named ``pod-<port>-<protocol>``):
+    the specs' in-stack addresses (``ldap://ldap:3389``, ``https://ca:8443``) name the
+    container ports, which is what works between podman containers, and through this
+    Service the same value works unchanged in a cluster. NetworkPolicies match the pod
+    ports either way, so this opens nothing new.
+    """
+    ports = [{"name": p.name, "port": p.service_port, "targetPort": p.port,
+              "protocol": p.protocol.upper()} for p in service.ports]
+    ports += [{"name": f"pod-{p.port}-{p.protocol}", "port": p.port, "targetPort": p.port,
+               "protocol": p.protocol.upper()}
+              for p in service.ports if p.port != p.service_port]
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": service.name, "labels": labels(service.name)},
-        "spec": {"selector": selector(service.name),
-                 "ports": [{"name": p.name, "port": p.service_port, "targetPort": p.port,
-                            "protocol": p.protocol.upper()} for p in service.ports]},
+        "spec": {"selector": selector(service.name), "ports": ports},
     }
 
 

@@ -32,6 +32,7 @@ SERVICE_LABEL = "io.ipabuild.service"
 USERNS_BASE = 200_000_000  # host IDs for per-stack user namespaces: below the split UIDs
 USERNS_SIZE = 65536
 READY_MARGIN = 30
+STOP_GRACE_SECONDS = 30  # ns-slapd and Tomcat flush and close cleanly well within this
 
 Reporter = Callable[[str, str], None]
 
@@ -328,11 +329,16 @@ class Stack:
         return removed
 
     def _remove_containers(self) -> list[str]:
+        """Stop dependants before what they depend on (http, ca, kdc, then ldap), each
+        with time for a clean shutdown: the directory must flush last, not be killed
+        under a CA that is still writing to it."""
+        rank = {plan.container: index for index, plan in enumerate(self.plans)}
         removed = []
-        for container in self.containers():
+        for container in sorted(self.containers(),
+                                key=lambda c: rank.get(c.name, len(rank)), reverse=True):
             # ValueError: podman answers 304 with an empty body for an exited container.
             with contextlib.suppress(APIError, ValueError):
-                container.stop(timeout=10)
+                container.stop(timeout=STOP_GRACE_SECONDS)
             _remove_quietly(container)
             removed.append(container.name)
         return removed

@@ -1,4 +1,6 @@
 #!/bin/bash
-# Healthy when the CA's REST API answers on the local HTTPS port (Tomcat up, CA started).
+# Healthy when Dogtag says the CA subsystem is running (the readiness check pki-server
+# and IPA use): Tomcat answering is not enough, the subsystem starts after the webapp.
 set -euo pipefail
-curl -fsk --max-time 4 -o /dev/null https://127.0.0.1:8443/ca/rest/info
+curl -fsk --max-time 4 https://127.0.0.1:8443/ca/admin/ca/getStatus \
+    | grep -q '<Status>running</Status>'

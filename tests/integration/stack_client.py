@@ -12,6 +12,7 @@ from tests.integration.podman_cli import sh
 CLIENT_IMAGE = "localhost/ipabuild-test/client:latest"
 REALM = "EXAMPLE.TEST"
 DOMAIN = "example.test"
+KINIT_ADMIN = 'printf "%s" "$PW" | kinit admin >/dev/null'
 
 
 def build_client_image() -> str:
@@ -50,3 +51,8 @@ class Client:
                  'printf "%s" "$KRB5_CONF_TEXT" > /tmp/krb5.conf; '
                  "export KRB5_CONFIG=/tmp/krb5.conf; " + script]
         return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
+def admin_env(client: Client) -> dict[str, str]:
+    """The environment KINIT_ADMIN reads the admin password from (never argv)."""
+    return {"PW": client.secret("admin-password")}

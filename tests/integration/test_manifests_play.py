@@ -1,143 +1,140 @@
-"""Play the built split-userns overlay with `podman kube play`: ldap becomes healthy in
-its own user namespace (hostUsers: false honoured; uid_map onto a non-root host range).
+"""Run the built split-userns overlay for real with `podman kube play`: every workload
+(ldap, kdc, ca with its root init container, http) becomes ready in a user namespace of
+its own (hostUsers: false honoured: uid_map onto a non-root host range), and the played
+stack serves Kerberos, SASL/GSSAPI, SPNEGO and the CA to a separate client container.
 
-The manifests are played as kustomize builds them; the harness translates only what
-podman 4.3.1's kube play cannot do (see ../shared/HOST.md and docs/manifests.md):
-- StatefulSet is not played: it becomes a Deployment, each volumeClaimTemplate a PVC
-  (a podman named volume) with a throwaway name;
-- Secret volumes are broken (subPath items become directories, files stay base64), and
-  so is subPath on hostPath: the Secret object is dropped and each mounted item becomes a
-  file hostPath holding the decoded value, mounted at the same path, read-only, as kubelet
-  would project it;
-- `--userns=auto:size=65536`: podman's default auto size (1024) maps no UID as high as
-  the images' USER; 65536 is what a kubelet gives a pod with hostUsers: false.
+What the harness translates for podman 4.3.1 is in tests/integration/kubeplay.py and
+docs/manifests.md; the manifests themselves are played as kustomize builds them.
 """
 
 from __future__ import annotations
 
-import base64
+import itertools
+import json
+import re
 import shutil
-import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from ipabuild import kustomize
-from ipabuild.emit import ManifestOptions, render_manifests
 from ipabuild.spec import load_project, load_services
+from ipabuild.stack import dependency_order
+from tests.integration import kubeplay
+from tests.integration.conftest import ipabuild
+from tests.integration.kubeplay import Play, podman
+from tests.integration.stack_client import KINIT_ADMIN, Client, admin_env, build_client_image
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-SERVICE = "ldap"  # the service played here (its image exists on this host)
+OVERLAY = "split-userns"
+READY_TIMEOUT = 300
 
 
-def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check,
-                          timeout=300)
-
-
-def _playable(objects: list[dict[str, Any]], wanted: str, suffix: str,
-              secret_dir: Path) -> list[dict[str, Any]]:
-    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
-    played: list[dict[str, Any]] = []
-    for obj in objects:
-        if obj["kind"] == "ConfigMap":
-            played.append(obj)
-        if obj["kind"] not in ("StatefulSet", "Deployment") or \
-                obj["metadata"]["name"] != wanted:
-            continue
-        spec = obj["spec"]
-        pod = spec["template"]["spec"]
-        for template in spec.pop("volumeClaimTemplates", []):
-            claim = f"ipabuild-play-{suffix}-{wanted}-{template['metadata']['name']}"
-            played.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                           "metadata": {"name": claim}, "spec": template["spec"]})
-            pod.setdefault("volumes", []).append(
-                {"name": template["metadata"]["name"],
-                 "persistentVolumeClaim": {"claimName": claim}})
-        spec.pop("serviceName", None)
-        for volume in list(pod.get("volumes", [])):
-            if "secret" not in volume:
-                continue
-            source = secrets[volume["secret"]["secretName"]]
-            pod["volumes"].remove(volume)
-            for item in volume["secret"]["items"]:
-                path = secret_dir / item["path"]
-                path.write_bytes(base64.b64decode(source["data"][item["key"]]))
-                path.chmod(0o444)  # unmapped owner inside the userns: readable by mode
-                pod["volumes"].append({"name": f"secret-{item['path']}",
-                                       "hostPath": {"path": str(path), "type": "File"}})
-            for container in [*pod.get("initContainers", []), *pod["containers"]]:
-                for mount in container.get("volumeMounts", []):
-                    if mount["name"] == volume["name"]:
-                        mount["name"] = f"secret-{mount.pop('subPath')}"
-        obj["kind"] = "Deployment"
-        obj["metadata"]["name"] = f"ipabuild-play-{suffix}-{wanted}"
-        played.append(obj)
-    return played
-
-
-@pytest.fixture
-def played(tmp_path: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed")
-    project = load_project(ROOT)
-    image = f"{project.image.prefix}/{SERVICE}:{project.image.tag}"
-    if _podman("image", "exists", image, check=False).returncode != 0:
-        pytest.skip(f"{image} is not built (ipabuild images --service {SERVICE})")
-    tree = tmp_path / "kustomize"
-    files = render_manifests(project, load_services(ROOT, project, []),
-                             ManifestOptions(project.image.prefix, project.image.tag))
-    for relative, text in files.items():
-        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tree / relative).write_text(text)
-    generator = yaml.safe_load((tree / "secrets/kustomization.yaml").read_text())
-    for name in generator["secretGenerator"][0]["files"]:
-        (tree / "secrets" / name).write_text(f"play-{uuid.uuid4().hex}")
-    objects = kustomize.build(tree / "overlays/split-userns")
-    suffix = uuid.uuid4().hex[:8]
-    secret_dir = tmp_path / "secret-files"
-    secret_dir.mkdir()
-    secret_dir.chmod(0o755)
-    documents = _playable(objects, SERVICE, suffix, secret_dir)
-    manifest = tmp_path / "play.yaml"
-    manifest.write_text(yaml.safe_dump_all(documents))
+    project = load_project(kubeplay.ROOT)
+    services = dependency_order(load_services(kubeplay.ROOT, project, []))
+    for service in services:
+        image = f"{project.image.prefix}/{service.name}:{project.image.tag}"
+        if podman("image", "exists", image, check=False).returncode != 0:
+            pytest.fail(f"{image} is not built (ipabuild images)")
+    build_client_image()
+    workdir = tmp_path_factory.mktemp("kubeplay")
+    objects, secret_values = kubeplay.build_overlay(workdir, OVERLAY)
+    assert sorted(kubeplay.workload_names(objects)) == sorted(s.name for s in services)
+    # Not under pytest's tmp (mode 0700): root inside the pods' user namespaces is not
+    # host root and must traverse to the projected files, as it can to kubelet's.
+    projected = Path(tempfile.mkdtemp(prefix="ipabuild-play-secrets-"))
+    projected.chmod(0o755)
+    play = Play(f"play{uuid.uuid4().hex[:6]}", workdir, project.domain, secret_values)
+    play.start_network()
     try:
-        result = _podman("kube", "play", "--userns=auto:size=65536", str(manifest),
-                         check=False)
-        assert result.returncode == 0, result.stderr
-        yield f"ipabuild-play-{suffix}-{SERVICE}-pod-0-{SERVICE}", documents
+        for service in services:  # dependency order, as the pods' own waits expect
+            started = time.monotonic()
+            pod = play.play(objects, service.name, projected)  # returns after init containers
+            play.wait_ready(pod, READY_TIMEOUT)
+            print(f"kube play {service.name}: ready in {time.monotonic() - started:.1f}s")
+        yield play
     finally:
-        _podman("kube", "play", "--down", str(manifest), check=False)
-        for doc in documents:
-            if doc["kind"] == "PersistentVolumeClaim":
-                _podman("volume", "rm", "-f", doc["metadata"]["name"], check=False)
+        play.down()
+        shutil.rmtree(projected, ignore_errors=True)
 
 
-def test_split_userns_ldap_becomes_healthy_in_its_own_user_namespace(played) -> None:  # type: ignore[no-untyped-def]
-    container, documents = played
-    deployment = next(d for d in documents if d["kind"] == "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
-    assert pod["hostUsers"] is False
-    probe = pod["containers"][0]["readinessProbe"]["exec"]["command"]
-    deadline = time.monotonic() + 180
+def _probe(container: str) -> list[dict[str, Any]]:
+    """Every process of a container as `ipabuild probe --json` measures it on the host."""
+    result = ipabuild("probe", container, "--json")
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)["processes"]
+
+
+def test_every_workload_runs_in_its_own_user_namespace(played: Play) -> None:
+    namespaces = set()
+    for service, pod in played.pods.items():
+        assert pod.pod_spec["hostUsers"] is False, service
+        processes = _probe(pod.container)
+        assert processes, f"{service}: no process"
+        for process in processes:
+            assert process["own_user_namespace"], f"{service}: {process['command']} host userns"
+            assert not process["map_reaches_host_root"], (service, process["uid_map"])
+        namespaces.add(Path(f"/proc/{pod.pid()}/ns/user").readlink())
+        assert podman("exec", pod.container, "id", "-u").stdout.strip() != "0", service
+    assert len(namespaces) == len(played.pods), "pods share a user namespace"
+
+
+def test_no_process_of_any_pod_is_root_on_the_host(played: Play) -> None:
+    """Every container of every pod, its infra and init containers included."""
+    for service, pod in played.pods.items():
+        containers = podman("ps", "-a", "--filter", f"pod={pod.pod}", "--filter",
+                            "status=running", "--format", "{{.Names}}").stdout.split()
+        assert len(containers) >= 2, f"pod {pod.pod}: {containers}"  # infra + daemon
+        for container in containers:
+            for process in _probe(container):
+                assert not process["host_root_uid"], \
+                    f"{service}/{container}: {process['command']} {process['uids_host']}"
+
+
+def test_pods_map_disjoint_host_ranges(played: Play) -> None:
+    ranges = []
+    for service, pod in played.pods.items():
+        for line in Path(f"/proc/{pod.pid()}/uid_map").read_text().splitlines():
+            _inside, host, size = (int(v) for v in line.split())
+            ranges.append((host, host + size, service))
+    ranges.sort()
+    for (_, end, first), (start, _, second) in itertools.pairwise(ranges):
+        assert end <= start, f"{first} and {second} share host UIDs"
+
+
+@pytest.fixture(scope="module")
+def play_client(played: Play) -> Client:
+    return Client(played.name, played.secret_values)
+
+
+def test_played_stack_issues_tickets_and_serves_spnego_and_gssapi(play_client: Client) -> None:
+    url = "https://http.example.test:8443/ipa/whoami"
+    result = play_client.run(
+        f"{KINIT_ADMIN} && klist && curl -sSk --negotiate -u : {url} && echo && "
+        "ldapwhoami -N -Y GSSAPI -H ldap://ldap.example.test:3389",
+        env=admin_env(play_client))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "krbtgt/EXAMPLE.TEST@EXAMPLE.TEST" in result.stdout
+    assert "admin@EXAMPLE.TEST" in result.stdout.split("krbtgt", 1)[1]
+    assert "dn: uid=admin,cn=users,cn=accounts,dc=example,dc=test" in result.stdout
+
+
+def test_played_ca_answers_through_the_web_front(play_client: Client) -> None:
+    deadline = time.monotonic() + 60
     while True:
-        state = _podman("inspect", "-f", "{{.State.Status}}", container).stdout.strip()
-        assert state == "running", _podman("logs", container, check=False).stderr[-3000:]
-        if _podman("exec", container, *probe, check=False).returncode == 0:
+        result = play_client.run(
+            "curl -sSfk -H 'Accept: application/json' "
+            "https://http.example.test:8443/ca/rest/certs/0x1")
+        if result.returncode == 0 or time.monotonic() > deadline:
             break
-        assert time.monotonic() < deadline, _podman("logs", container,
-                                                    check=False).stderr[-3000:]
-        time.sleep(2)
-    pid = _podman("inspect", "-f", "{{.State.Pid}}", container).stdout.strip()
-    uid_map = [line.split() for line in Path(f"/proc/{pid}/uid_map").read_text().splitlines()]
-    assert uid_map and all(int(host) != 0 for _inside, host, _size in uid_map), uid_map
-    status = Path(f"/proc/{pid}/status").read_text()
-    uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
-    assert all(int(uid) != 0 for uid in uids), uids  # host view: no UID 0 in any field
-    inside = _podman("exec", container, "id", "-u").stdout.strip()
-    assert inside != "0"
+        time.sleep(3)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r'"Status"\s*:\s*"VALID"', result.stdout), result.stdout[:500]

@@ -1,0 +1,223 @@
+"""Play a kustomize overlay of ours with `podman kube play` (4.3.1), one workload per pod.
+
+The manifests are played as kustomize builds them; this harness translates only what
+podman 4.3.1's kube play cannot do (see ../shared/HOST.md and docs/manifests.md):
+
+- StatefulSet is not played, and a Deployment's init containers meet a 4.3.1 race:
+  each workload is played as its pod template (one replica) in a Pod, each
+  volumeClaimTemplate as a PVC (a podman named volume) with a throwaway name;
+- Secret volumes are broken (subPath items become directories, files stay base64), and
+  so is subPath on hostPath: the Secret object is dropped and each mounted item becomes
+  a file hostPath holding the decoded value, mounted at the same path, read-only, as
+  kubelet would project it (mode 0444: the owner is unmapped inside the user namespace);
+- Services are ignored by kube play: each pod joins one podman network with its Service
+  name (and that name under the domain, as cluster DNS plus an external record would
+  give) as network aliases; pods reach each other on container ports, which the
+  Services also publish (docs/manifests.md);
+- annotation values over 63 characters (reviewers' notes) are dropped: 4.3.1 applies
+  the label length rule to annotations;
+- containerPorts are dropped: 4.3.1 publishes each on the host (kubelet does not), so
+  ca and http, both on 8443, would clash; pods reach each other on the network anyway;
+- emptyDirs get names of their pod's own (4.3.1 makes each a named volume called after
+  the pod's volume name, shared by every pod using that name);
+- `--userns=auto:size=65536`: podman's default auto size (1024) maps no UID as high as
+  the images' USER; 65536 is what a kubelet gives a pod with hostUsers: false;
+- init containers are played with podman's "always" type (podman#18477).
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ipabuild import kustomize
+from ipabuild.emit import ManifestOptions, render_manifests
+from ipabuild.spec import load_project, load_services
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = ("StatefulSet", "Deployment")
+
+
+def podman(*args: str, check: bool = True, timeout: float = 300
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check,
+                          timeout=timeout)
+
+
+def build_overlay(workdir: Path, overlay: str) -> tuple[list[dict[str, Any]], Path]:
+    """Write our kustomize tree with throwaway secret values; build ``overlay`` with the
+    real kustomize. Returns the objects and the directory holding the secret values."""
+    project = load_project(ROOT)
+    files = render_manifests(project, load_services(ROOT, project, []),
+                             ManifestOptions(project.image.prefix, project.image.tag))
+    tree = workdir / "kustomize"
+    for relative, text in files.items():
+        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tree / relative).write_text(text)
+    generator = yaml.safe_load((tree / "secrets/kustomization.yaml").read_text())
+    for name in generator["secretGenerator"][0]["files"]:
+        (tree / "secrets" / name).write_text(f"play-{uuid.uuid4().hex}")
+    return kustomize.build(tree / "overlays" / overlay), tree / "secrets"
+
+
+def workload_names(objects: list[dict[str, Any]]) -> list[str]:
+    return [o["metadata"]["name"] for o in objects if o["kind"] in WORKLOADS]
+
+
+def _project_secrets(pod: dict[str, Any], secrets: dict[str, dict[str, Any]],
+                     secret_dir: Path) -> None:
+    """Replace each Secret volume by one read-only file hostPath per mounted item."""
+    for volume in list(pod.get("volumes", [])):
+        if "secret" not in volume:
+            continue
+        source = secrets[volume["secret"]["secretName"]]
+        pod["volumes"].remove(volume)
+        for item in volume["secret"]["items"]:
+            path = secret_dir / item["path"]
+            path.write_bytes(base64.b64decode(source["data"][item["key"]]))
+            path.chmod(0o444)
+            pod["volumes"].append({"name": f"secret-{item['path']}",
+                                   "hostPath": {"path": str(path), "type": "File"}})
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            for mount in container.get("volumeMounts", []):
+                if mount["name"] == volume["name"]:
+                    mount["name"] = f"secret-{mount.pop('subPath')}"
+
+
+def _own_empty_dirs(pod: dict[str, Any], owner: str) -> None:
+    """Give each emptyDir a name of this pod's own: 4.3.1 plays an emptyDir as a podman
+    named volume called after the pod's volume name, which every pod (and every stack)
+    with a volume of that name would then share."""
+    for volume in pod.get("volumes", []):
+        if "emptyDir" not in volume:
+            continue
+        old, volume["name"] = volume["name"], f"{owner}-{volume['name']}"
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            for mount in container.get("volumeMounts", []):
+                if mount["name"] == old:
+                    mount["name"] = volume["name"]
+
+
+def playable(objects: list[dict[str, Any]], wanted: str, prefix: str,
+             secret_dir: Path) -> list[dict[str, Any]]:
+    """The documents kube play gets for workload ``wanted``: its ConfigMaps, PVCs and the
+    workload's pod template as a Pod named ``<prefix>-<wanted>``."""
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    played = [o for o in objects if o["kind"] == "ConfigMap"]
+    for obj in objects:
+        if obj["kind"] not in WORKLOADS or obj["metadata"]["name"] != wanted:
+            continue
+        spec = obj["spec"]
+        pod = spec["template"]["spec"]
+        for template in spec.pop("volumeClaimTemplates", []):
+            claim = f"{prefix}-{wanted}-{template['metadata']['name']}"
+            played.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                           "metadata": {"name": claim}, "spec": template["spec"]})
+            pod.setdefault("volumes", []).append(
+                {"name": template["metadata"]["name"],
+                 "persistentVolumeClaim": {"claimName": claim}})
+        _project_secrets(pod, secrets, secret_dir)
+        _own_empty_dirs(pod, f"{prefix}-{wanted}")
+        for container in pod["containers"]:
+            # 4.3.1 publishes a containerPort on the host's same port (kubelet never
+            # does): two pods with 8443 would clash. Pods reach each other directly.
+            container.pop("ports", None)
+        metadata = {**spec["template"]["metadata"], "name": f"{prefix}-{wanted}"}
+        # 4.3.1 rejects annotation values over 63 characters (a label rule; Kubernetes
+        # limits only their total size): ours are notes for reviewers, not behaviour.
+        metadata["annotations"] = {key: value for key, value in
+                                   metadata.get("annotations", {}).items() if len(value) <= 63}
+        if pod.get("initContainers"):
+            # 4.3.1 removes a finished "once" init container while it may still be
+            # running (podman#18477, fixed in 4.6); "always" keeps it and still runs it
+            # to completion before the main container, at every pod start, as kubelet.
+            # (4.3.1 reads this annotation from a Pod only, hence Pod, not Deployment.)
+            metadata.setdefault("annotations", {})[
+                "io.podman.annotations.init.container.type"] = "always"
+        played.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+                       "spec": pod})
+    return played
+
+
+@dataclass
+class PlayedPod:
+    """One workload played as a pod: its main container and readiness probe command."""
+
+    service: str
+    manifest: Path
+    pod: str
+    container: str
+    probe: list[str]
+    pod_spec: dict[str, Any]
+
+    def pid(self) -> int:
+        return int(podman("inspect", "-f", "{{.State.Pid}}", self.container).stdout)
+
+    def logs(self) -> str:
+        result = podman("logs", "--tail", "40", self.container, check=False)
+        return result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@dataclass
+class Play:
+    """Pods played from one overlay on one podman network; ``down`` removes everything."""
+
+    name: str
+    workdir: Path
+    domain: str
+    secret_values: Path  # one file per secret, as `ipabuild secrets` writes them
+    pods: dict[str, PlayedPod] = field(default_factory=dict)
+
+    @property
+    def network(self) -> str:
+        return f"ipabuild-{self.name}"
+
+    def start_network(self) -> None:
+        podman("network", "create", self.network)
+
+    def play(self, objects: list[dict[str, Any]], service: str, secret_dir: Path) -> PlayedPod:
+        documents = playable(objects, service, self.name, secret_dir)
+        manifest = self.workdir / f"play-{service}.yaml"
+        manifest.write_text(yaml.safe_dump_all(documents))
+        pod_spec = next(d for d in documents if d["kind"] == "Pod")["spec"]
+        main = pod_spec["containers"][0]
+        pod_name = f"{self.name}-{service}"
+        played = PlayedPod(service, manifest, pod_name, f"{pod_name}-{main['name']}",
+                           main["readinessProbe"]["exec"]["command"], pod_spec)
+        self.pods[service] = played
+        network = f"{self.network}:alias={service},alias={service}.{self.domain}"
+        result = podman("kube", "play", "--userns=auto:size=65536", "--network", network,
+                        str(manifest), check=False, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return played
+
+    def wait_ready(self, pod: PlayedPod, timeout: float) -> float:
+        """Run the readiness probe until it passes; the seconds it took."""
+        started = time.monotonic()
+        while True:
+            state = podman("inspect", "-f", "{{.State.Status}}", pod.container,
+                           check=False).stdout.strip()
+            assert state == "running", f"{pod.container} is {state!r}\n{pod.logs()}"
+            if podman("exec", pod.container, *pod.probe, check=False).returncode == 0:
+                return time.monotonic() - started
+            assert time.monotonic() - started < timeout, \
+                f"{pod.container} not ready in {timeout}s\n{pod.logs()}"
+            time.sleep(2)
+
+    def down(self) -> None:
+        for pod in reversed(list(self.pods.values())):
+            podman("kube", "play", "--down", str(pod.manifest), check=False)
+            named = [v["name"] for v in pod.pod_spec.get("volumes", []) if "emptyDir" in v]
+            for doc in yaml.safe_load_all(pod.manifest.read_text()):
+                if doc["kind"] == "PersistentVolumeClaim":
+                    named.append(doc["metadata"]["name"])
+            for volume in named:
+                podman("volume", "rm", "-f", volume, check=False)
+        podman("network", "rm", "-f", self.network, check=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ipabuild.spec import load_project, load_services
 from ipabuild.stack import dependency_order
@@ -138,3 +139,31 @@ def test_played_ca_answers_through_the_web_front(play_client: Client) -> None:
         time.sleep(3)
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r'"Status"\s*:\s*"VALID"', result.stdout), result.stdout[:500]
+
+
+@pytest.mark.parametrize(("overlay", "own_namespace"), [("split-userns", True), ("split", False)])
+def test_kube_play_derives_the_user_namespace_from_host_users_alone(
+        tmp_path: Path, overlay: str, own_namespace: bool) -> None:
+    """Without the harness's size flag: hostUsers decides whether the pod gets a user
+    namespace (mapped away from host root); `--userns=auto:size=65536` only sizes it."""
+    objects, _values = kubeplay.build_overlay(tmp_path, overlay)
+    secret_dir = Path(tempfile.mkdtemp(prefix="ipabuild-play-secrets-"))
+    name = f"hu{uuid.uuid4().hex[:6]}"
+    manifest = tmp_path / "ldap.yaml"
+    manifest.write_text(yaml.safe_dump_all(kubeplay.playable(objects, "ldap", name, secret_dir)))
+    try:
+        created = podman("kube", "play", "--start=false", str(manifest), check=False)
+        assert created.returncode == 0, created.stderr
+        shared = podman("pod", "inspect", f"{name}-ldap", "--format",
+                        "{{.SharedNamespaces}}").stdout
+        assert ("user" in shared.strip("[]\n").split()) is own_namespace, shared
+        config = json.loads(podman("inspect", f"{name}-ldap-ldap").stdout)[0]["HostConfig"]
+        mappings = (config.get("IDMappings") or {}).get("UidMap") or []
+        host_ids = [int(m.split(":")[1]) for m in mappings]  # container:host:size
+        assert bool(host_ids) is own_namespace and 0 not in host_ids, mappings
+    finally:
+        podman("kube", "play", "--down", str(manifest), check=False)
+        shutil.rmtree(secret_dir, ignore_errors=True)
+        for volume in podman("volume", "ls", "-q").stdout.split():
+            if volume.startswith(f"{name}-"):
+                podman("volume", "rm", "-f", volume, check=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ipabuild.resolver import DNS_OPTIONS
 from ipabuild.spec import Project, Service
 from ipabuild.stack import USERNS_SIZE, dependency_order, stable_uid, userns_base
 
@@ -32,6 +33,13 @@ def _uid(service: Service) -> int:
     return stable_uid(COMPOSE_STACK, service.name)
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared values out in full: anchors (&id001) only puzzle a compose reader."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _service_entry(project: Project, service: Service, tag: str) -> dict[str, Any]:
     uid = _uid(service)
     entry: dict[str, Any] = {
@@ -42,6 +50,7 @@ def _service_entry(project: Project, service: Service, tag: str) -> dict[str, An
         "init": True,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
+        "dns_opt": DNS_OPTIONS,
     }
     tmpfs = sorted({*service.tmpfs, *(["/run/secrets"] if service.secrets else [])})
     if tmpfs:
@@ -97,8 +106,8 @@ def compose_document(project: Project, services: list[Service]) -> dict[str, Any
 
 
 def render_compose(project: Project, services: list[Service]) -> str:
-    return HEADER + yaml.safe_dump(compose_document(project, services), sort_keys=False,
-                                   default_flow_style=False, width=100)
+    return HEADER + yaml.dump(compose_document(project, services), Dumper=_PlainDumper,
+                              sort_keys=False, default_flow_style=False, width=100)
 
 
 def write_compose(root: Path, text: str) -> bool:

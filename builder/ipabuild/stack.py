@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from podman.errors import APIError, NotFound
 
 from ipabuild.errors import IpabuildError, UsageError
 from ipabuild.podman_api import api_error, healthcheck, log_tail, store_secrets
+from ipabuild.resolver import DNS_OPTIONS
 from ipabuild.secrets import SecretFiles
 from ipabuild.spec import Project, Service
 
@@ -32,6 +34,7 @@ SERVICE_LABEL = "io.ipabuild.service"
 USERNS_BASE = 200_000_000  # host IDs for per-stack user namespaces: below the split UIDs
 USERNS_SIZE = 65536
 READY_MARGIN = 30
+FIRST_HOST = 10  # services' fixed addresses: subnet host 10, 11, ...
 STOP_GRACE_SECONDS = 30  # ns-slapd and Tomcat flush and close cleanly well within this
 
 Reporter = Callable[[str, str], None]
@@ -125,7 +128,14 @@ class ServicePlan:
     def volume(self, name: str) -> str:
         return f"ipabuild-{self.stack}-{self.service.name}-{name}"
 
-    def create_args(self, secret_names: dict[str, str]) -> dict:
+    def names(self) -> list[str]:
+        """The host names this service answers to: each alias, short and under the domain."""
+        return [name for alias in [self.service.name, *self.service.aliases]
+                for name in (alias, f"{alias}.{self.domain}")]
+
+    def create_args(self, secret_names: dict[str, str], hosts: dict[str, str]) -> dict:
+        """podman-py create arguments; ``hosts`` maps every stack host name to its fixed
+        address (see Stack.hosts)."""
         service = self.service
         tmpfs = sorted({*service.tmpfs, *(["/run/secrets"] if service.secrets else [])})
         args: dict = {
@@ -139,15 +149,16 @@ class ServicePlan:
             "secrets": [{"source": secret_names[s.name], "target": s.name,
                          "uid": self.runtime_uid, "gid": 0, "mode": 0o440}
                         for s in service.secrets],
-            "networks": {self.network: {"aliases": [
-                name for alias in [service.name, *service.aliases]
-                for name in (alias, f"{alias}.{self.domain}")]}},
+            "networks": {self.network: {"aliases": self.names(),
+                                        "static_ips": [hosts[service.name]]}},
+            "extra_hosts": hosts,
             "labels": {STACK_LABEL: self.stack, SERVICE_LABEL: service.name,
                        "io.ipabuild.mode": service.mode},
             # A monolith keeps podman's default (namespaced) capabilities: its supervisor
             # and daemons run as root inside, as upstream's container does.
             **({} if service.mode == "monolithic" else {"cap_drop": ["ALL"]}),
             "no_new_privileges": True,  # podman-py maps security_opt to SELinux options
+            "dns_opt": DNS_OPTIONS,
             "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
             "init": True,
         }
@@ -231,28 +242,46 @@ class Stack:
                              f"see `ipabuild status --name {self.name}`, or "
                              f"`ipabuild down --name {self.name}` first")
         self._remove_containers()
-        self._ensure_network()
+        hosts = self._ensure_network()
         secret_names = self._ensure_secrets(secrets)
         for plan in self.plans:
             started = time.monotonic()
             fresh = self._ensure_volumes(plan)
             if plan.service.init is not None and fresh:
                 report(plan.service.name, "running its one-time init step")
-                self._run_init(plan, secret_names)
+                self._run_init(plan, secret_names, hosts)
             report(plan.service.name, f"starting as UID {plan.runtime_uid}"
                    + (" in its own user namespace" if plan.in_userns else ""))
             try:
-                self.client.containers.create(plan.image, **plan.create_args(secret_names)).start()
+                self.client.containers.create(plan.image,
+                                              **plan.create_args(secret_names, hosts)).start()
             except APIError as exc:
                 raise api_error(exc, f"starting {plan.service.name}") from exc
             self._wait_ready(plan)
             report(plan.service.name, f"healthy after {time.monotonic() - started:.1f}s")
         return self.status()
 
-    def _ensure_network(self) -> None:
+    def _ensure_network(self) -> dict[str, str]:
+        """Create the stack's network; return every service host name → its address.
+
+        Each service gets a fixed address (the 10th host of the subnet onwards, in
+        dependency order) and every container an /etc/hosts entry per peer: the daemons
+        open connections by name all the time (kdcproxy, httpd's /ca proxy, the KDC and
+        the CA to ldap), and podman 4.3's aardvark-dns stops answering for seconds while
+        containers come and go (measured: 10 s of unanswered queries, kinit through
+        /KdcProxy failing 3 times in 20). DNS stays on for everything else.
+        """
         if not self.client.networks.exists(self.network):
             self.client.networks.create(self.network, dns_enabled=True,
                                         labels={STACK_LABEL: self.name})
+        subnet = ipaddress.ip_network(
+            self.client.networks.get(self.network).attrs["subnets"][0]["subnet"])
+        hosts: dict[str, str] = {}
+        for index, plan in enumerate(self.plans):
+            address = str(subnet.network_address + FIRST_HOST + index)
+            hosts[plan.service.name] = address
+            hosts.update({name: address for name in plan.names()})
+        return hosts
 
     def _ensure_secrets(self, secrets: SecretFiles) -> dict[str, str]:
         names = {name: f"ipabuild-{self.name}-{name}" for name in secrets.names}
@@ -269,10 +298,14 @@ class Stack:
                 fresh = True
         return fresh
 
-    def _run_init(self, plan: ServicePlan, secret_names: dict[str, str]) -> None:
+    def _run_init(self, plan: ServicePlan, secret_names: dict[str, str],
+                  hosts: dict[str, str]) -> None:
         assert plan.service.init is not None
-        args = plan.create_args(secret_names)
+        args = plan.create_args(secret_names, hosts)
         args["name"] = f"{plan.container}-init"
+        # The service's own address is the daemon's; the init step reaches itself locally.
+        args["networks"][plan.network].pop("static_ips")
+        args["extra_hosts"] = {**hosts, **dict.fromkeys(plan.names(), "127.0.0.1")}
         args["entrypoint"] = plan.service.init.command[:1]  # the full argv, like K8s `command`
         args["command"] = plan.service.init.command[1:]
         args["labels"] = {**args["labels"], "io.ipabuild.role": "init"}

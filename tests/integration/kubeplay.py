@@ -18,6 +18,8 @@ podman 4.3.1's kube play cannot do (see ../shared/HOST.md and docs/manifests.md)
   the label length rule to annotations;
 - containerPorts are dropped: 4.3.1 publishes each on the host (kubelet does not), so
   ca and http, both on 8443, would clash; pods reach each other on the network anyway;
+- resolver options `timeout:1 attempts:5` (dnsConfig): aardvark-dns drops lookups while
+  a container joins the network, and glibc's default waits 5 s per try;
 - emptyDirs get names of their pod's own (4.3.1 makes each a named volume called after
   the pod's volume name, shared by every pod using that name);
 - `--userns=auto:size=65536`: podman's default auto size (1024) maps no UID as high as
@@ -39,6 +41,7 @@ import yaml
 
 from ipabuild import kustomize
 from ipabuild.emit import ManifestOptions, render_manifests
+from ipabuild.resolver import DNS_OPTIONS
 from ipabuild.spec import load_project, load_services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,6 +128,10 @@ def playable(objects: list[dict[str, Any]], wanted: str, prefix: str,
                  "persistentVolumeClaim": {"claimName": claim}})
         _project_secrets(pod, secrets, secret_dir)
         _own_empty_dirs(pod, f"{prefix}-{wanted}")
+        # aardvark-dns drops queries while a container joins the network (see
+        # ipabuild/resolver.py): short resolver timeouts, as `ipabuild up` sets them.
+        pod["dnsConfig"] = {"options": [{"name": name, "value": value} for name, value in
+                                        (o.split(":") for o in DNS_OPTIONS)]}
         for container in pod["containers"]:
             # 4.3.1 publishes a containerPort on the host's same port (kubelet never
             # does): two pods with 8443 would clash. Pods reach each other directly.

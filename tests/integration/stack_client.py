@@ -3,6 +3,7 @@ network, the way a user's machine would talk to the split stack."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,18 @@ class Client:
     stack: str
     secrets_dir: Path
 
+    def hosts(self) -> list[str]:
+        """The stack's fixed ``name:address`` entries (what `ipabuild up` gives each
+        container), so the client does not depend on aardvark-dns either; none for a
+        stack without them (kube play)."""
+        listed = sh(["podman", "ps", "-q", "--filter", f"label=io.ipabuild.stack={self.stack}"],
+                    check=False).stdout.split()
+        if not listed:
+            return []
+        extra = sh(["podman", "inspect", "--format", "{{json .HostConfig.ExtraHosts}}",
+                    listed[0]]).stdout
+        return list(json.loads(extra) or [])
+
     def secret(self, name: str) -> str:
         return (self.secrets_dir / name).read_text().strip()
 
@@ -45,6 +58,7 @@ class Client:
             env: dict[str, str] | None = None,
             udp_limit: int = 1465) -> subprocess.CompletedProcess:
         argv = ["podman", "run", "--rm", "-i", "--network", f"ipabuild-{self.stack}"]
+        argv += [f"--add-host={entry}" for entry in self.hosts()]
         for key, value in {**(env or {}), "KRB5_CONF_TEXT": krb5_conf(kdc, udp_limit)}.items():
             argv += ["-e", f"{key}={value}"]
         argv += [CLIENT_IMAGE, "bash", "-c",

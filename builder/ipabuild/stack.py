@@ -170,6 +170,22 @@ class ServicePlan:
         return args
 
 
+def fixed_hosts(subnet: str, plans: list[ServicePlan]) -> dict[str, str]:
+    """Every host name of every service → that service's fixed address in ``subnet``:
+    host FIRST_HOST onwards in plan (dependency) order, clear of the gateway (host 1)
+    and of the addresses podman hands out from the bottom of the range."""
+    network = ipaddress.ip_network(subnet)
+    if FIRST_HOST + len(plans) >= network.num_addresses - 1:
+        raise UsageError(f"network {subnet} is too small for {len(plans)} services",
+                         "remove the stack's network (`ipabuild down`) and start again")
+    hosts: dict[str, str] = {}
+    for index, plan in enumerate(plans):
+        address = str(network.network_address + FIRST_HOST + index)
+        hosts[plan.service.name] = address
+        hosts.update(dict.fromkeys(plan.names(), address))
+    return hosts
+
+
 @dataclass
 class StackStatus:
     """One row of ``ipabuild status``."""
@@ -274,14 +290,8 @@ class Stack:
         if not self.client.networks.exists(self.network):
             self.client.networks.create(self.network, dns_enabled=True,
                                         labels={STACK_LABEL: self.name})
-        subnet = ipaddress.ip_network(
-            self.client.networks.get(self.network).attrs["subnets"][0]["subnet"])
-        hosts: dict[str, str] = {}
-        for index, plan in enumerate(self.plans):
-            address = str(subnet.network_address + FIRST_HOST + index)
-            hosts[plan.service.name] = address
-            hosts.update({name: address for name in plan.names()})
-        return hosts
+        subnet = self.client.networks.get(self.network).attrs["subnets"][0]["subnet"]
+        return fixed_hosts(subnet, self.plans)
 
     def _ensure_secrets(self, secrets: SecretFiles) -> dict[str, str]:
         names = {name: f"ipabuild-{self.name}-{name}" for name in secrets.names}

@@ -10,10 +10,11 @@ podman 4.3.1's kube play cannot do (see ../shared/HOST.md and docs/manifests.md)
   so is subPath on hostPath: the Secret object is dropped and each mounted item becomes
   a file hostPath holding the decoded value, mounted at the same path, read-only, as
   kubelet would project it (mode 0444: the owner is unmapped inside the user namespace);
-- Services are ignored by kube play: each pod joins one podman network with its Service
-  name (and that name under the domain, as cluster DNS plus an external record would
-  give) as network aliases; pods reach each other on container ports, which the
-  Services also publish (docs/manifests.md);
+- Services are ignored by kube play: each pod joins one podman network at a fixed
+  address (a ClusterIP's part) with its Service name and that name under the domain as
+  network aliases and as hostAliases in every pod (aardvark-dns in 4.3 stops answering
+  while pods come and go; cluster DNS does not); pods reach each other on container
+  ports, which the Services also publish (docs/manifests.md);
 - annotation values over 63 characters (reviewers' notes) are dropped: 4.3.1 applies
   the label length rule to annotations;
 - containerPorts are dropped: 4.3.1 publishes each on the host (kubelet does not), so
@@ -30,6 +31,7 @@ podman 4.3.1's kube play cannot do (see ../shared/HOST.md and docs/manifests.md)
 from __future__ import annotations
 
 import base64
+import ipaddress
 import subprocess
 import time
 import uuid
@@ -181,25 +183,42 @@ class Play:
     domain: str
     secret_values: Path  # one file per secret, as `ipabuild secrets` writes them
     pods: dict[str, PlayedPod] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)  # service -> its pod's address
 
     @property
     def network(self) -> str:
         return f"ipabuild-{self.name}"
 
-    def start_network(self) -> None:
+    def start_network(self, services: list[str]) -> None:
+        """Create the network and give each service's pod a fixed address: what a
+        Service's ClusterIP is on a cluster (kube play ignores Services)."""
         podman("network", "create", self.network)
+        subnet = podman("network", "inspect", "--format",
+                        "{{range .Subnets}}{{.Subnet}}{{end}}", self.network).stdout.strip()
+        first = ipaddress.ip_network(subnet).network_address + 10
+        self.addresses = {name: str(first + index) for index, name in enumerate(services)}
+
+    def host_entries(self) -> list[str]:
+        """``name:address`` per Service name and ``<name>.<domain>`` (for clients)."""
+        return [f"{name}:{address}" for service, address in self.addresses.items()
+                for name in (service, f"{service}.{self.domain}")]
 
     def play(self, objects: list[dict[str, Any]], service: str, secret_dir: Path) -> PlayedPod:
         documents = playable(objects, service, self.name, secret_dir)
         manifest = self.workdir / f"play-{service}.yaml"
-        manifest.write_text(yaml.safe_dump_all(documents))
         pod_spec = next(d for d in documents if d["kind"] == "Pod")["spec"]
+        # Cluster DNS answers reliably for Services; aardvark-dns in 4.3 stops answering
+        # for seconds while pods come and go (httpd: "DNS lookup failure for: ca").
+        pod_spec["hostAliases"] = [{"ip": address, "hostnames": [name, f"{name}.{self.domain}"]}
+                                   for name, address in self.addresses.items()]
+        manifest.write_text(yaml.safe_dump_all(documents))
         main = pod_spec["containers"][0]
         pod_name = f"{self.name}-{service}"
         played = PlayedPod(service, manifest, pod_name, f"{pod_name}-{main['name']}",
                            main["readinessProbe"]["exec"]["command"], pod_spec)
         self.pods[service] = played
-        network = f"{self.network}:alias={service},alias={service}.{self.domain}"
+        network = (f"{self.network}:ip={self.addresses[service]},"
+                   f"alias={service},alias={service}.{self.domain}")
         result = podman("kube", "play", "--userns=auto:size=65536", "--network", network,
                         str(manifest), check=False, timeout=600)
         assert result.returncode == 0, result.stderr

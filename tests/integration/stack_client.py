@@ -38,11 +38,14 @@ class Client:
 
     stack: str
     secrets_dir: Path
+    fixed_hosts: list[str] | None = None  # name:address; default: the stack's own
 
     def hosts(self) -> list[str]:
         """The stack's fixed ``name:address`` entries (what `ipabuild up` gives each
         container), so the client does not depend on aardvark-dns either; none for a
-        stack without them (kube play)."""
+        stack without them."""
+        if self.fixed_hosts is not None:
+            return self.fixed_hosts
         listed = sh(["podman", "ps", "-q", "--filter", f"label=io.ipabuild.stack={self.stack}"],
                     check=False).stdout.split()
         if not listed:

@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,18 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
     projected = Path(tempfile.mkdtemp(prefix="ipabuild-play-secrets-"))
     projected.chmod(0o755)
     play = Play(f"play{uuid.uuid4().hex[:6]}", workdir, project.domain, secret_values)
-    play.start_network()
+    play.start_network([s.name for s in services])
     try:
-        for service in services:  # dependency order, as the pods' own waits expect
-            started = time.monotonic()
-            pod = play.play(objects, service.name, projected)  # returns after init containers
+        # All pods at once, as a cluster starts them: no ordering but each entrypoint's
+        # own waits (kdc for ldap's bind, the CA's init container for ldap, http for kdc).
+        started = time.monotonic()
+        with ThreadPoolExecutor(len(services)) as pool:
+            plays = [pool.submit(play.play, objects, s.name, projected)
+                     for s in reversed(services)]
+            pods = [future.result() for future in plays]  # each returns after its inits
+        for pod in reversed(pods):
             play.wait_ready(pod, READY_TIMEOUT)
-            print(f"kube play {service.name}: ready in {time.monotonic() - started:.1f}s")
+            print(f"kube play {pod.service}: ready {time.monotonic() - started:.1f}s after start")
         yield play
     finally:
         play.down()
@@ -88,6 +94,9 @@ def test_every_workload_runs_in_its_own_user_namespace(played: Play) -> None:
             assert not process["map_reaches_host_root"], (service, process["uid_map"])
         namespaces.add(Path(f"/proc/{pod.pid()}/ns/user").readlink())
         assert podman("exec", pod.container, "id", "-u").stdout.strip() != "0", service
+        etc_hosts = podman("exec", pod.container, "cat", "/etc/hosts").stdout
+        for peer, address in played.addresses.items():  # the harness's hostAliases
+            assert re.search(rf"^{re.escape(address)}\s+{peer}\b", etc_hosts, re.M), etc_hosts
     assert len(namespaces) == len(played.pods), "pods share a user namespace"
 
 
@@ -117,7 +126,7 @@ def test_pods_map_disjoint_host_ranges(played: Play) -> None:
 
 @pytest.fixture(scope="module")
 def play_client(played: Play) -> Client:
-    return Client(played.name, played.secret_values)
+    return Client(played.name, played.secret_values, played.host_entries())
 
 
 def test_played_stack_issues_tickets_and_serves_spnego_and_gssapi(play_client: Client) -> None:

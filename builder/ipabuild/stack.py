@@ -135,7 +135,7 @@ class ServicePlan:
 
     def create_args(self, secret_names: dict[str, str], hosts: dict[str, str]) -> dict:
         """podman-py create arguments; ``hosts`` maps every stack host name to its fixed
-        address (see Stack.hosts)."""
+        address (see ``fixed_hosts``)."""
         service = self.service
         tmpfs = sorted({*service.tmpfs, *(["/run/secrets"] if service.secrets else [])})
         args: dict = {
@@ -170,20 +170,22 @@ class ServicePlan:
         return args
 
 
-def fixed_hosts(subnet: str, plans: list[ServicePlan]) -> dict[str, str]:
-    """Every host name of every service → that service's fixed address in ``subnet``:
-    host FIRST_HOST onwards in plan (dependency) order, clear of the gateway (host 1)
-    and of the addresses podman hands out from the bottom of the range."""
+def service_addresses(subnet: str, services: list[str]) -> dict[str, str]:
+    """Each service → its fixed address in ``subnet``: host FIRST_HOST onwards in the
+    given order, clear of the gateway (host 1) and of the addresses podman hands out
+    from the bottom of the range."""
     network = ipaddress.ip_network(subnet)
-    if FIRST_HOST + len(plans) >= network.num_addresses - 1:
-        raise UsageError(f"network {subnet} is too small for {len(plans)} services",
+    if FIRST_HOST + len(services) >= network.num_addresses - 1:
+        raise UsageError(f"network {subnet} is too small for {len(services)} services",
                          "remove the stack's network (`ipabuild down`) and start again")
-    hosts: dict[str, str] = {}
-    for index, plan in enumerate(plans):
-        address = str(network.network_address + FIRST_HOST + index)
-        hosts[plan.service.name] = address
-        hosts.update(dict.fromkeys(plan.names(), address))
-    return hosts
+    return {name: str(network.network_address + FIRST_HOST + index)
+            for index, name in enumerate(services)}
+
+
+def fixed_hosts(subnet: str, plans: list[ServicePlan]) -> dict[str, str]:
+    """Every host name of every service (``ServicePlan.names``) → its fixed address."""
+    addresses = service_addresses(subnet, [plan.service.name for plan in plans])
+    return {name: addresses[plan.service.name] for plan in plans for name in plan.names()}
 
 
 @dataclass
@@ -372,7 +374,7 @@ class Stack:
         return removed
 
     def _remove_containers(self) -> list[str]:
-        """Stop dependants before what they depend on (http, ca, kdc, then ldap), each
+        """Stop dependants before what they depend on (http, kdc, ca, then ldap), each
         with time for a clean shutdown: the directory must flush last, not be killed
         under a CA that is still writing to it."""
         rank = {plan.container: index for index, plan in enumerate(self.plans)}

@@ -31,7 +31,6 @@ podman 4.3.1's kube play cannot do (see ../shared/HOST.md and docs/manifests.md)
 from __future__ import annotations
 
 import base64
-import ipaddress
 import subprocess
 import time
 import uuid
@@ -45,6 +44,7 @@ from ipabuild import kustomize
 from ipabuild.emit import ManifestOptions, render_manifests
 from ipabuild.resolver import DNS_OPTIONS
 from ipabuild.spec import load_project, load_services
+from ipabuild.stack import service_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("StatefulSet", "Deployment")
@@ -195,8 +195,7 @@ class Play:
         podman("network", "create", self.network)
         subnet = podman("network", "inspect", "--format",
                         "{{range .Subnets}}{{.Subnet}}{{end}}", self.network).stdout.strip()
-        first = ipaddress.ip_network(subnet).network_address + 10
-        self.addresses = {name: str(first + index) for index, name in enumerate(services)}
+        self.addresses = service_addresses(subnet, services)
 
     def host_entries(self) -> list[str]:
         """``name:address`` per Service name and ``<name>.<domain>`` (for clients)."""

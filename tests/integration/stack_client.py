@@ -38,14 +38,14 @@ class Client:
 
     stack: str
     secrets_dir: Path
-    fixed_hosts: list[str] | None = None  # name:address; default: the stack's own
+    host_entries: list[str] | None = None  # name:address; default: the stack's own
 
     def hosts(self) -> list[str]:
         """The stack's fixed ``name:address`` entries (what `ipabuild up` gives each
         container), so the client does not depend on aardvark-dns either; none for a
         stack without them."""
-        if self.fixed_hosts is not None:
-            return self.fixed_hosts
+        if self.host_entries is not None:
+            return self.host_entries
         listed = sh(["podman", "ps", "-q", "--filter", f"label=io.ipabuild.stack={self.stack}"],
                     check=False).stdout.split()
         if not listed:

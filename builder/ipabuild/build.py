@@ -3,6 +3,12 @@
 Cache key = sha256(rendered build context + base image ID). An image whose
 ``io.ipabuild.cache-key`` label equals the key is up to date and buildah is not run
 at all. Independent images build concurrently; one failure does not hide the others.
+
+Build stages (specs with ``mode: stage``, e.g. FreeIPA's framework built from source)
+are built first, once, and also tagged ``stage-<key>``; the images that copy from a
+stage name that content-addressed tag in their ``COPY --from``, so their own key
+moves exactly when the stage's does, and a change to one service's templates never
+rebuilds the stage.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Literal
 
 from ipabuild import buildah
 from ipabuild.bases import ResolvedBase, base_reference, resolve_base
-from ipabuild.errors import IpabuildError, UsageError
+from ipabuild.errors import ConfigError, IpabuildError, UsageError
 from ipabuild.imagestore import inspect_image, remove_if_dangling
 from ipabuild.render import BuildContext, render_service
-from ipabuild.spec import Project, Service
+from ipabuild.spec import Project, Service, Wheel, load_services
+from ipabuild.wheels import fetch_wheel
 
 CACHE_LABEL = "io.ipabuild.cache-key"
 STEP_LINE = re.compile(r"^(STEP \d+/\d+: .*)$", re.MULTILINE)
@@ -77,6 +84,45 @@ def cache_key(context: BuildContext, base_id: str) -> str:
     return hashlib.sha256(f"{context.content_key}\0{base_id}".encode()).hexdigest()
 
 
+def stage_tag(project: Project, stage: str, key: str) -> str:
+    """The content-addressed name consumers of a build stage copy from."""
+    return f"{project.image.prefix}/{stage}:stage-{key[:16]}"
+
+
+def with_stages(root: Path, project: Project, family: str,
+                services: list[Service]) -> tuple[list[Service], list[Service]]:
+    """(build stages in build order, the other services): every stage the services copy
+    from, transitively, each before the stages and services that need it."""
+    by_name = {s.name: s for s in services}
+    ordered: list[Service] = []
+    visiting: set[str] = set()
+
+    def visit(service: Service) -> None:
+        if service in ordered:
+            return
+        if service.name in visiting:
+            raise UsageError(f"build stages copy from each other in a cycle through "
+                             f"{service.name!r}", "fix copy_from in the service specs")
+        visiting.add(service.name)
+        wanted = service.families.get(family)
+        for stage_name in wanted.stages if wanted else []:
+            stage = by_name.get(stage_name) or load_services(root, project, [stage_name])[0]
+            if stage.mode != "stage":
+                raise ConfigError(root / "services" / service.name / "service.yaml",
+                                  f"copy_from names {stage_name!r}, whose mode is "
+                                  f"{stage.mode!r}", None,
+                                  f"set `mode: stage` in services/{stage_name}/service.yaml")
+            by_name[stage_name] = stage
+            visit(stage)
+        visiting.discard(service.name)
+        ordered.append(service)
+
+    for service in services:
+        visit(service)
+    return ([s for s in ordered if s.mode == "stage"],
+            [s for s in ordered if s.mode != "stage"])
+
+
 def git_revision(root: Path) -> str:
     """The checkout's commit, for the OCI revision label ("unknown" outside git)."""
     try:
@@ -116,18 +162,52 @@ class ImageBuilder:
                     f"service {service.name!r} has no {self.options.family!r} family entry",
                     f"add `families: {self.options.family}:` to its service.yaml",
                 )
+        stages, others = with_stages(self.root, self.project, self.options.family, services)
         if self.options.render_only is not None:
-            return [self._render_only(s, self.options.render_only) for s in services]
-        bases = self._resolve_bases(services)
+            return [self._render_only(s, self.options.render_only) for s in stages + others]
+        bases = self._resolve_bases(stages + others)
+        refs: dict[str, str] = {}
+        results: list[ImageResult] = []
+        for stage in stages:  # serially: a stage is the heaviest build there is
+            result = self._blocked(stage, refs) or self._one(stage, self._base(bases, stage),
+                                                               refs)
+            if result.status != "failed":
+                refs[stage.name] = stage_tag(self.project, stage.name, result.cache_key)
+                self._tag_stage(result, refs[stage.name])
+            results.append(result)
         with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
-            futures = [pool.submit(self._one, s, bases[s.families[self.options.family].base])
-                       for s in services]
-            return [f.result() for f in futures]
+            futures = [pool.submit(lambda s: self._blocked(s, refs)
+                                   or self._one(s, self._base(bases, s), refs), s)
+                       for s in others]
+            return results + [f.result() for f in futures]
+
+    def _base(self, bases: dict[str, ResolvedBase], service: Service) -> ResolvedBase:
+        return bases[service.families[self.options.family].base]
+
+    def _blocked(self, service: Service, refs: dict[str, str]) -> ImageResult | None:
+        """A failed result when a stage this service copies from did not build."""
+        missing = [s for s in service.families[self.options.family].stages if s not in refs]
+        if not missing:
+            return None
+        name = image_name(self.project, service.name, self.options.tag)
+        self.report(service.name, f"FAILED: build stage {', '.join(missing)} failed")
+        return ImageResult(service.name, name, "failed", failed_step=f"stage {missing[0]}",
+                           error=f"not built: build stage {', '.join(missing)} failed "
+                                 f"(its own result above says why)")
+
+    def _tag_stage(self, result: ImageResult, reference: str) -> None:
+        """Give a stage its content-addressed tag (and drop the superseded one)."""
+        if inspect_image(reference) is None:
+            buildah.tag(result.name, reference)
+
+    def _fetch_wheel(self, wheel: Wheel) -> Path:
+        return fetch_wheel(wheel, self.state_dir / "wheels")
 
     def _render_only(self, service: Service, out: Path) -> ImageResult:
         base = service.families[self.options.family].base
         reference = base_reference(self.project, self.options.family, base)
-        context = render_service(self.root, self.project, service, self.options.family, reference)
+        context = render_service(self.root, self.project, service, self.options.family, reference,
+                                 wheel_source=self._fetch_wheel)
         target = out / service.name
         context.write(target)
         self.report(service.name, f"rendered to {target}")
@@ -149,12 +229,13 @@ class ImageBuilder:
             resolved[base] = result
         return resolved
 
-    def _one(self, service: Service, base: ResolvedBase) -> ImageResult:
+    def _one(self, service: Service, base: ResolvedBase, refs: dict[str, str]) -> ImageResult:
         started = time.monotonic()
         name = image_name(self.project, service.name, self.options.tag)
         try:
             context = render_service(self.root, self.project, service, self.options.family,
-                                     base.reference)
+                                     base.reference, stage_refs=refs,
+                                     wheel_source=self._fetch_wheel)
             key = cache_key(context, base.image_id)
             existing = inspect_image(name)
             if (existing is not None and not self.options.no_cache
@@ -165,6 +246,9 @@ class ImageBuilder:
             else:
                 result = self._build(service, context, name, key)
                 if existing is not None and result.image_id not in ("", existing.image_id):
+                    old_key = existing.labels.get(CACHE_LABEL, "")
+                    if service.mode == "stage" and old_key:
+                        buildah.untag(stage_tag(self.project, service.name, old_key))
                     remove_if_dangling(existing.image_id)
             if result.status != "failed" and self.options.push:
                 self._push(result)

@@ -67,3 +67,13 @@ def push(name: str, destination: str, *, tls_verify: bool) -> CommandResult:
         [BUILDAH, "push", f"--tls-verify={'true' if tls_verify else 'false'}", name, destination],
         check=False,
     )
+
+
+def tag(name: str, reference: str) -> None:
+    """Add the name ``reference`` to the local image ``name``."""
+    run([BUILDAH, "tag", name, reference], step=f"tag {reference}")
+
+
+def untag(reference: str) -> None:
+    """Remove the name ``reference`` (the image stays while other names or users hold it)."""
+    run([BUILDAH, "rmi", reference], check=False)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,16 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from ipabuild.errors import ConfigError, UsageError
-from ipabuild.spec import COMMON_DIR, PackageOverride, Project, Service, load_common_files
+from ipabuild.spec import (
+    COMMON_DIR,
+    PackageOverride,
+    Project,
+    Service,
+    Wheel,
+    load_common_files,
+)
+
+WheelSource = Callable[[Wheel], Path]
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -115,10 +125,22 @@ def template_context(project: Project, service: Service, family_name: str) -> di
     }
 
 
+def stage_reference(project: Project, stage: str, tag: str | None = None) -> str:
+    """The plain name of a build stage's image (``<prefix>/<stage>:<tag>``)."""
+    return f"{project.image.prefix}/{stage}:{tag or project.image.tag}"
+
+
 def render_service(
-    root: Path, project: Project, service: Service, family_name: str, base_ref: str
+    root: Path, project: Project, service: Service, family_name: str, base_ref: str,
+    stage_refs: Mapping[str, str] | None = None, wheel_source: WheelSource | None = None,
 ) -> BuildContext:
-    """Render ``service`` for ``family_name`` on top of the image ``base_ref``."""
+    """Render ``service`` for ``family_name`` on top of the image ``base_ref``.
+
+    ``stage_refs`` maps each build stage the spec copies from to the image reference
+    its ``COPY --from`` uses (the builder passes a content-addressed tag, so a changed
+    stage changes this context's key); ``wheel_source`` yields each pinned wheel's file
+    (without one, the context lists no wheel files: enough for golden tests).
+    """
     wanted = service.families.get(family_name)
     if wanted is None:
         raise UsageError(
@@ -141,6 +163,14 @@ def render_service(
         else:
             data = source.read_bytes()
         files[entry.dest] = (data, int(entry.mode, 8))
+    if wheel_source is not None:
+        for wheel in wanted.wheels:
+            wheel_file = wheel_source(wheel)
+            files[f"{wheel.dest.rstrip('/')}/{wheel_file.name}"] = (wheel_file.read_bytes(),
+                                                                    0o644)
+    refs = dict(stage_refs or {})
+    copies = [{"ref": refs.get(copy.stage) or stage_reference(project, copy.stage),
+               "src": copy.src, "dest": copy.dest} for copy in wanted.copy_from]
 
     packages = customize(
         family.common_packages + wanted.packages,
@@ -155,6 +185,7 @@ def render_service(
         "packages": packages,
         "prune": wanted.prune,
         "package_steps": wanted.build_steps,
+        "stage_copies": copies,
         "build_steps": service.build_steps,
         "writable": sorted({*service.writable, *(v.path for v in service.volumes)}),
         "image_title": f"{project.image.prefix}/{service.name}",

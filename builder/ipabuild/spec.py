@@ -120,6 +120,40 @@ class Project(StrictModel):
 # --- services/<name>/service.yaml ----------------------------------------------------
 
 
+class StageCopy(StrictModel):
+    """Files a spec takes from a build stage's image (``COPY --from``): how several
+    images share one expensive build (FreeIPA's framework) without repeating it."""
+
+    stage: str = Field(description="name of a spec with `mode: stage`")
+    src: str = Field(description="absolute path in the stage's image")
+    dest: str = Field(description="absolute path in this image")
+
+    @field_validator("src", "dest")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a path must be absolute")
+        return value
+
+
+class Wheel(StrictModel):
+    """A pinned Python wheel, fetched on the host into the build context (pip inside a
+    build container does not trust this kind of host's package proxy)."""
+
+    name: str
+    version: str
+    sha256: str = Field(description="sha256 of the wheel file; a mismatch stops the build")
+    dest: str = Field(default="/usr/share/ipabuild/wheels",
+                      description="directory in the image the wheel file is copied to")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("sha256 is 64 lowercase hex digits (pip hash -a sha256 FILE)")
+        return value
+
+
 class FamilyPackages(StrictModel):
     """What a service needs from one family: its base and its packages."""
 
@@ -130,6 +164,16 @@ class FamilyPackages(StrictModel):
         default_factory=list,
         description="paths deleted in the same layer that installs them (e.g. test keys)",
     )
+    copy_from: list[StageCopy] = Field(
+        default_factory=list,
+        description="artifacts taken from build stages, after the packages are installed",
+    )
+    wheels: list[Wheel] = Field(default_factory=list)
+
+    @property
+    def stages(self) -> list[str]:
+        """The build stages this family's image copies from, in first-use order."""
+        return list(dict.fromkeys(copy.stage for copy in self.copy_from))
 
 
 class FileEntry(StrictModel):
@@ -206,10 +250,11 @@ class Service(StrictModel):
 
     name: str = ""
     description: str
-    mode: Literal["split", "monolithic"] = Field(
+    mode: Literal["split", "monolithic", "stage"] = Field(
         default="split",
         description="split: one unprivileged service; monolithic: several daemons started "
-                    "as root by a supervisor, only ever run in a user namespace",
+                    "as root by a supervisor, only ever run in a user namespace; stage: a "
+                    "build stage, never run, whose artifacts other specs copy (copy_from)",
     )
     user: int = Field(ge=0, description="numeric USER of the image; 0 only for monolithic")
     aliases: list[str] = Field(
@@ -223,7 +268,7 @@ class Service(StrictModel):
     tmpfs: list[str] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)
     secrets: list[Secret] = Field(default_factory=list)
-    entrypoint: list[str]
+    entrypoint: list[str] = Field(default_factory=list)
     command: list[str] = Field(default_factory=list)
     healthcheck: Healthcheck | None = None
     init: InitStep | None = None
@@ -237,9 +282,17 @@ class Service(StrictModel):
     @field_validator("user")
     @classmethod
     def _root_only_for_monolith(cls, value: int, info: ValidationInfo) -> int:
-        if value == 0 and info.data.get("mode") != "monolithic":
+        if value == 0 and info.data.get("mode") == "split":
             raise ValueError("must be greater than 0: a split image never runs as root")
         return value
+
+    @model_validator(mode="after")
+    def _runnable_has_entrypoint(self) -> Service:
+        if self.mode != "stage" and not self.entrypoint:
+            raise ValueError("`entrypoint` is required (only a `mode: stage` spec has none)")
+        if self.mode == "stage" and (self.ports or self.volumes or self.secrets):
+            raise ValueError("a build stage is never run: it has no ports, volumes or secrets")
+        return self
 
 
 # --- loading -------------------------------------------------------------------------
@@ -297,6 +350,14 @@ def load_service(root: Path, name: str, project: Project) -> Service:
                 doc.line_of(("families", family_name, "base")),
                 "use one of: " + ", ".join(family.bases),
             )
+        for index, copy in enumerate(wanted.copy_from):
+            stage_spec = root / "services" / copy.stage / SERVICE_FILE
+            if copy.stage == name or not stage_spec.is_file():
+                raise ConfigError(
+                    path, f"copy_from names {copy.stage!r}, which is not another spec",
+                    doc.line_of(("families", family_name, "copy_from", index, "stage")),
+                    "name a services/<stage>/service.yaml with `mode: stage`",
+                )
     shared = root / "services" / COMMON_DIR
     for index, entry in enumerate(service.files):
         # A service may use a shared file from services/common (render looks there too).

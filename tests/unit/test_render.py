@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ipabuild.bases import base_reference, mmdebstrap_argv
-from ipabuild.build import cache_key, failed_step
+from ipabuild.build import cache_key, failed_step, stage_tag, with_stages
+from ipabuild.errors import ConfigError
 from ipabuild.render import customize, render_service
 from ipabuild.spec import PackageOverride, load_project, load_services, service_names
 
@@ -53,7 +54,11 @@ def test_containerfile_matches_golden(family: str, name: str) -> None:
     assert context.containerfile == golden.read_text()
 
 
-@pytest.mark.parametrize(("family", "name"), CASES)
+RUNNABLE = [(family, name) for family, name in CASES
+            if load_services(ROOT, PROJECT, [name])[0].mode != "stage"]
+
+
+@pytest.mark.parametrize(("family", "name"), RUNNABLE)
 def test_contract_steps_present(family: str, name: str) -> None:
     text = render(ROOT, family, name).containerfile
     user_line = next(line for line in text.splitlines() if line.startswith("USER "))
@@ -142,3 +147,36 @@ def test_published_json_schema_is_current(kind: str, filename: str) -> None:
 
     committed = json.loads((ROOT / "docs/schema" / filename).read_text())
     assert committed == json_schema(kind), f"regenerate: ipabuild schema {kind}"
+
+
+def test_stage_is_built_before_its_consumers_and_only_when_needed(project_copy: Path) -> None:
+    """A spec that copies from a stage pulls the stage in first; others do not."""
+    spec = project_copy / "services/kdc/service.yaml"
+    spec.write_text(spec.read_text().replace(
+        "    base: trixie\n",
+        "    base: trixie\n    copy_from:\n"
+        "      - {stage: framework, src: /opt/freeipa/usr/lib/, dest: /usr/lib/}\n", 1))
+    project = load_project(project_copy)
+    services = load_services(project_copy, project, ["kdc", "http"])
+    stages, others = with_stages(project_copy, project, "debian", services)
+    assert [s.name for s in stages] == ["framework"]
+    assert [s.name for s in others] == ["kdc", "http"]
+    refs = {"framework": stage_tag(project, "framework", "ab" * 32)}
+    kdc = render_service(project_copy, project, others[0], "debian", "base", stage_refs=refs)
+    assert (f"COPY --from={refs['framework']} /opt/freeipa/usr/lib/ /usr/lib/"
+            in kdc.containerfile)
+    # The stage's content key is in the consumer's Containerfile, so in its cache key.
+    other = render_service(project_copy, project, others[0], "debian", "base",
+                           stage_refs={"framework": stage_tag(project, "framework", "cd" * 32)})
+    assert other.content_key != kdc.content_key
+    assert with_stages(project_copy, project, "debian", [services[1]])[0] == []
+
+
+def test_copy_from_a_runnable_service_is_refused(project_copy: Path) -> None:
+    spec = project_copy / "services/kdc/service.yaml"
+    spec.write_text(spec.read_text().replace(
+        "    base: trixie\n",
+        "    base: trixie\n    copy_from:\n      - {stage: ldap, src: /a, dest: /b}\n", 1))
+    project = load_project(project_copy)
+    with pytest.raises(ConfigError, match="mode: stage"):
+        with_stages(project_copy, project, "debian", load_services(project_copy, project, ["kdc"]))

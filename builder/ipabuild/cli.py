@@ -292,7 +292,7 @@ def compose(ctx: click.Context, check: bool) -> None:
         return
     path = root / COMPOSE_FILE
     if check:
-        current = path.read_text() if path.exists() else ""
+        current = path.read_bytes().decode(errors="replace") if path.exists() else ""
         if current != text:
             click.echo(f"{COMPOSE_FILE} is out of date: run `ipabuild compose`", err=True)
             sys.exit(1)

@@ -113,7 +113,7 @@ def render_compose(project: Project, services: list[Service]) -> str:
 def write_compose(root: Path, text: str) -> bool:
     """Write compose/compose.yaml; True when it changed."""
     path = root / COMPOSE_FILE
-    if path.exists() and path.read_text() == text:
+    if path.exists() and path.read_bytes() == text.encode():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -65,7 +65,7 @@ def _managed(directory: Path) -> dict[str, str]:
         if relative.startswith("secrets/") and relative not in (
                 "secrets/kustomization.yaml", "secrets/.gitignore"):
             continue
-        found[relative] = path.read_text()
+        found[relative] = path.read_bytes().decode(errors="replace")  # corrupt: drift
     return found
 
 

@@ -6,8 +6,18 @@ message and an exit status (2 for configuration errors, 1 for runtime failures).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+# Characters that would break the one line or drive the terminal when a message quotes
+# user input (a YAML key "a\nb", an ESC sequence): shown as escapes instead.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: object) -> str:
+    """``text`` on one line, with control characters written as Python escapes."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
 
 
 class IpabuildError(Exception):
@@ -22,7 +32,7 @@ class IpabuildError(Exception):
 
 @dataclass
 class ConfigError(IpabuildError):
-    """A malformed ``ipabuild.yaml`` or ``service.yaml``: names file, line and the fix."""
+    """A project file that cannot be used (a spec, a template, a secret): file, line, fix."""
 
     path: Path | str
     problem: str
@@ -37,7 +47,7 @@ class ConfigError(IpabuildError):
     def user_message(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
         text = f"{where}: {self.problem}"
-        return f"{text} (fix: {self.fix})" if self.fix else text
+        return printable(f"{text} (fix: {self.fix})" if self.fix else text)
 
 
 @dataclass
@@ -53,7 +63,7 @@ class UsageError(IpabuildError):
         super().__init__(self.user_message())
 
     def user_message(self) -> str:
-        return f"{self.problem} (fix: {self.fix})" if self.fix else self.problem
+        return printable(f"{self.problem} (fix: {self.fix})" if self.fix else self.problem)
 
 
 @dataclass

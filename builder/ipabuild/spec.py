@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from ipabuild.errors import ConfigError, UsageError
+from ipabuild.textsource import is_file
 from ipabuild.yamlsource import YamlDocument, load_yaml
 
 PROJECT_FILE = "ipabuild.yaml"
@@ -352,7 +353,7 @@ def load_service(root: Path, name: str, project: Project) -> Service:
             )
         for index, copy in enumerate(wanted.copy_from):
             stage_spec = root / "services" / copy.stage / SERVICE_FILE
-            if copy.stage == name or not stage_spec.is_file():
+            if copy.stage == name or not is_file(stage_spec):
                 raise ConfigError(
                     path, f"copy_from names {copy.stage!r}, which is not another spec",
                     doc.line_of(("families", family_name, "copy_from", index, "stage")),
@@ -361,7 +362,7 @@ def load_service(root: Path, name: str, project: Project) -> Service:
     shared = root / "services" / COMMON_DIR
     for index, entry in enumerate(service.files):
         # A service may use a shared file from services/common (render looks there too).
-        if not any((d / entry.src).is_file() for d in (path.parent, shared)):
+        if not any(is_file(d / entry.src) for d in (path.parent, shared)):
             raise ConfigError(
                 path, f"file {entry.src!r} does not exist in services/{name}/ or services/common/",
                 doc.line_of(("files", index, "src")), "create it or correct `src`",
@@ -383,7 +384,7 @@ def load_common_files(root: Path) -> list[FileEntry]:
     doc = load_yaml(path)
     common = _validate(CommonFiles, doc, {})
     for index, entry in enumerate(common.files):
-        if not (path.parent / entry.src).is_file():
+        if not is_file(path.parent / entry.src):
             raise ConfigError(path, f"file {entry.src!r} does not exist in services/common/",
                               doc.line_of(("files", index, "src")), "create it or correct `src`")
     return common.files

@@ -211,6 +211,28 @@ class Port(StrictModel):
 class Volume(StrictModel):
     name: str
     path: str
+    ephemeral: bool = Field(
+        default=False,
+        description="holds no state (e.g. a socket another container of the pod shares): "
+                    "an emptyDir in Kubernetes, not a PersistentVolumeClaim")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a volume path must be absolute")
+        return value
+
+
+class SharedVolume(StrictModel):
+    """Another service's volume mounted here too (e.g. ldap's LDAPI socket for the kdc).
+
+    Sharing a socket's peer credentials needs one user namespace: in Kubernetes this
+    service then runs as a second container of that service's pod."""
+
+    service: str
+    volume: str
+    path: str
 
     @field_validator("path")
     @classmethod
@@ -265,6 +287,7 @@ class Service(StrictModel):
     build_steps: list[str] = Field(default_factory=list)
     ports: list[Port] = Field(default_factory=list)
     volumes: list[Volume] = Field(default_factory=list)
+    shared_volumes: list[SharedVolume] = Field(default_factory=list)
     writable: list[str] = Field(default_factory=list)
     tmpfs: list[str] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)

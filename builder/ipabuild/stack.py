@@ -128,6 +128,10 @@ class ServicePlan:
     def volume(self, name: str) -> str:
         return f"ipabuild-{self.stack}-{self.service.name}-{name}"
 
+    def shared_volume(self, service: str, name: str) -> str:
+        """Another service's volume of this stack (same name as that service's own)."""
+        return f"ipabuild-{self.stack}-{service}-{name}"
+
     def names(self) -> list[str]:
         """The host names this service answers to: each alias, short and under the domain."""
         return [name for alias in [self.service.name, *self.service.aliases]
@@ -144,8 +148,10 @@ class ServicePlan:
             "user": f"{self.runtime_uid}:0",
             "read_only": service.read_only_root,
             "mounts": [{"type": "tmpfs", "target": path} for path in tmpfs],
-            "volumes": {self.volume(v.name): {"bind": v.path, "mode": "rw"}
-                        for v in service.volumes},
+            "volumes": {**{self.volume(v.name): {"bind": v.path, "mode": "rw"}
+                           for v in service.volumes},
+                        **{self.shared_volume(v.service, v.volume): {"bind": v.path, "mode": "rw"}
+                           for v in service.shared_volumes}},
             "secrets": [{"source": secret_names[s.name], "target": s.name,
                          "uid": self.runtime_uid, "gid": 0, "mode": 0o440}
                         for s in service.secrets],

@@ -24,9 +24,15 @@ tar xzf "$file" --strip-components=1
 rm -f "$file" /etc/apt/sources.list.d/trixie-src.sources
 rm -rf /var/lib/apt/lists/*
 
+for patch in /usr/share/ipabuild/patches/*.patch; do
+    step "applying $(basename "$patch")"
+    patch -p1 --quiet --forward <"$patch"
+done
+
 step "configure (server and client, Debian platform)"
+# runstatedir is only where ipa-kdb looks for 389-ds's LDAPI socket (LDAPIDIR).
 ./configure -q --with-ipaplatform=debian --without-ipatests --prefix=/usr --sysconfdir=/etc \
-    --localstatedir=/var --runstatedir=/run --libdir=/usr/lib/x86_64-linux-gnu \
+    --localstatedir=/var --runstatedir=/run/ipa-ldapi --libdir=/usr/lib/x86_64-linux-gnu \
     >/tmp/configure.log
 grep -q "build mode:.*server & client" /tmp/configure.log || { cat /tmp/configure.log; exit 1; }
 

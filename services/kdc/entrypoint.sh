@@ -1,57 +1,87 @@
 #!/bin/bash
-# MIT krb5kdc under any UID with GID 0. The realm lives in the ldap service (kldap); this
-# container keeps no state: stash files are rebuilt on tmpfs from mounted secrets.
+# MIT krb5kdc and kadmind with FreeIPA's ipa-kdb under any UID with GID 0. The realm
+# lives in the ldap service's IPA directory; ipa-kdb reaches it only over the LDAPI
+# socket on the volume this container shares with ldap (SASL EXTERNAL: 389-ds maps this
+# GID-0 peer to Directory Manager, as FreeIPA's root KDC is). No password on disk: the
+# master key stash is rebuilt on tmpfs from the mounted secret at every start.
 set -euo pipefail
 IPABUILD_SERVICE=kdc
 . /usr/local/lib/ipabuild/lib.sh
 
 run=/tmp/ipabuild-kdc
-uri=${KDC_LDAP_URI:-ldap://ldap:3389}
-hostport=${uri#ldap://}
-host=${hostport%%:*}
-port=${hostport##*:}
-[ "$port" != "$hostport" ] || port=389
-bind_dn="cn=Directory Manager"
+socket=/run/ipa-ldapi/slapd-${IPA_REALM//./-}.socket
+ldapi="ldapi://$(printf '%s' "$socket" | sed 's#/#%2F#g')"
+ready=${KDC_DIRECTORY_READY:-ldap:3389}   # opens only once ldap's IPA setup is done
+realm_dn="cn=$IPA_REALM,cn=kerberos,$IPA_SUFFIX"
+admin_dn="uid=admin,cn=users,cn=accounts,$IPA_SUFFIX"
 
 ipabuild_ensure_user
 umask 0077
 mkdir -p "$run"
-sed -e "s#@LDAP_URI@#$uri#" -e "s#@RUN@#$run#" /usr/share/ipabuild/kdc.conf.in >"$run/kdc.conf"
+sed -e "s#@RUN@#$run#" /usr/share/ipabuild/kdc.conf.in >"$run/kdc.conf"
 cp /usr/share/ipabuild/krb5.conf.in "$run/krb5.conf"
 export KRB5_CONFIG=$run/krb5.conf KRB5_KDC_PROFILE=$run/kdc.conf
 
-dm_password=$(ipabuild_secret ldap-dm-password)
-master_key=$(ipabuild_secret kdc-master-key)
+directory() { ldapsearch -LLL -o ldif-wrap=no -Q -Y EXTERNAL -H "$ldapi" "$@"; }
+master_key() { ipabuild_secret kdc-master-key; }
 
-ipabuild_wait_tcp "$host" "$port" "the directory that stores realm $IPA_REALM"
-# An open port is not a ready directory: 389-ds answers during its first-start setup
-# before the final Directory Manager password holds. Wait for a real bind.
+ipabuild_wait_tcp "${ready%%:*}" "${ready##*:}" "the IPA directory of realm $IPA_REALM"
 waited=0
-until ldapsearch -LLL -x -H "$uri" -D "$bind_dn" -y <(printf '%s' "$dm_password") \
-        -b "" -s base namingContexts >/dev/null 2>&1; do
-    [ $((waited % 10)) -ne 0 ] || ipabuild_log "waiting for $uri to accept the Directory Manager bind"
+until [ -S "$socket" ] && directory -b "$realm_dn" -s base dn >/dev/null 2>&1; do
+    [ $((waited % 10)) -ne 0 ] || ipabuild_log "waiting for $realm_dn over $socket" \
+        "(the kdc must share ldap's ldapi volume and user namespace)"
     sleep 1
     waited=$((waited + 1))
+    [ "$waited" -lt 120 ] || ipabuild_die "cannot reach the directory over LDAPI at $socket:" \
+        "mount ldap's ldapi volume at /run/ipa-ldapi (Kubernetes: run in ldap's pod)"
 done
 
-# The KDC's LDAP bind password, stashed where kdc.conf says (stdin: never argv).
-printf '%s\n%s\n' "$dm_password" "$dm_password" |
-    kdb5_ldap_util -H "$uri" stashsrvpw -f "$run/ldap.stash" "$bind_dn" >/dev/null
-
-realm_dn="cn=$IPA_REALM,cn=krbcontainer,$IPA_SUFFIX"
-if ldapsearch -LLL -x -H "$uri" -D "$bind_dn" -y <(printf '%s' "$dm_password") \
-        -b "$realm_dn" -s base dn >/dev/null 2>&1; then
-    ipabuild_log "realm $IPA_REALM found in $uri; stashing the master key"
-    printf '%s\n' "$master_key" | kdb5_util stash -f "$run/master.stash" >/dev/null
+if directory -b "$realm_dn" -s base krbMKey | grep -q '^krbMKey'; then
+    ipabuild_log "realm $IPA_REALM found; stashing the master key"
+    master_key | kdb5_util stash -f "$run/master.stash" >/dev/null
 else
-    ipabuild_log "creating realm $IPA_REALM under $IPA_SUFFIX in $uri"
-    printf '%s\n%s\n' "$master_key" "$master_key" |
-        kdb5_ldap_util -H "$uri" -D "$bind_dn" -w "$dm_password" \
-            create -subtrees "$IPA_SUFFIX" -r "$IPA_REALM" -s >/dev/null
+    # FreeIPA's KrbInstance.__init_ipa_kdb: the realm's keys through ipa-kdb itself.
+    ipabuild_log "creating realm $IPA_REALM through ipa-kdb"
+    printf '%s\n%s\n' "$(master_key)" "$(master_key)" |
+        kdb5_util create -s -r "$IPA_REALM" -x ipa-setup-override-restrictions >/dev/null
 fi
-unset dm_password master_key
 
-ipabuild_ensure_principals /usr/share/ipabuild/principals
+# Hosts, service entries and the HTTP/ -> ldap/ delegation rule (existing ones stay).
+out=$(ldapmodify -c -Q -Y EXTERNAL -H "$ldapi" -f /usr/share/ipabuild/ipa-services.ldif 2>&1 || true)
+if printf '%s\n' "$out" | grep '^ldap_' | grep -v 'Already exists (68)\|Type or value exists (20)'; then
+    ipabuild_die "could not add the stack's hosts and services: $out"
+fi
 
-ipabuild_log "starting krb5kdc for $IPA_REALM (port 8088 tcp+udp)"
+# Keys of the service principals, from secrets (httpd and ns-slapd derive the same keys).
+while read -r principal secret_name; do
+    case "$principal" in ''|'#'*) continue ;; esac
+    if kadmin.local -q "getprinc $principal" 2>/dev/null | grep -q '^Number of keys: 0'; then
+        printf 'cpw -pw %s %s\n' "$(ipabuild_secret "$secret_name")" "$principal" |
+            kadmin.local >/dev/null 2>&1 || ipabuild_die "could not set the keys of $principal"
+        ipabuild_log "set the keys of $principal"
+    fi
+done </usr/share/ipabuild/principals
+
+# The anonymous principal (KrbInstance.add_anonymous_principal) and FreeIPA's ACI for it.
+anonymous="WELLKNOWN/ANONYMOUS@$IPA_REALM"
+if ! kadmin.local -q "getprinc $anonymous" 2>/dev/null | grep -q '^Principal:'; then
+    kadmin.local -q "addprinc -randkey $anonymous" >/dev/null 2>&1 ||
+        ipabuild_die "could not create $anonymous"
+    sed -e "s/\$SUFFIX/$IPA_SUFFIX/g" -e "s/\$REALM/$IPA_REALM/g" /usr/share/ipa/anon-princ-aci.ldif |
+        ldapmodify -Q -Y EXTERNAL -H "$ldapi" >/dev/null
+    ipabuild_log "created $anonymous"
+fi
+
+# admin's keys: ipa-pwd-extop makes them from the password (DsInstance.change_admin_password).
+if ! directory -b "$admin_dn" -s base '(krbPrincipalKey=*)' dn | grep -q '^dn'; then
+    pwfile=$(mktemp /tmp/admin.XXXXXX)
+    ipabuild_secret admin-password >"$pwfile"
+    ldappasswd -Q -Y EXTERNAL -H "$ldapi" -T "$pwfile" "$admin_dn" >/dev/null ||
+        { rm -f "$pwfile"; ipabuild_die "could not set admin's password"; }
+    rm -f "$pwfile"
+    ipabuild_log "admin@$IPA_REALM has its keys (ipa-pwd-extop)"
+fi
+
+ipabuild_log "starting kadmind (kpasswd 8464, kadmin 8749) and krb5kdc for $IPA_REALM (8088)"
+/usr/sbin/kadmind -nofork &
 exec /usr/sbin/krb5kdc -n

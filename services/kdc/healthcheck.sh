@@ -1,3 +1,3 @@
 #!/bin/bash
-# Healthy = the KDC accepts a TCP connection on its Kerberos port.
-exec 3<>/dev/tcp/127.0.0.1/8088
+# Healthy = krb5kdc accepts TCP on the Kerberos port and kadmind on kpasswd's.
+exec 3<>/dev/tcp/127.0.0.1/8088 && exec 4<>/dev/tcp/127.0.0.1/8464

@@ -1,18 +1,24 @@
 #!/bin/bash
-# 389-ds under any UID with GID 0: create the instance on an empty /data volume on first
-# start (idempotently), start from the existing instance afterwards, run in the foreground.
+# 389-ds under any UID with GID 0 with FreeIPA's directory: on first start create the
+# instance on the empty /data volume, then let FreeIPA's installer steps make it an IPA
+# directory (ipa_directory.py init); afterwards start the existing instance, first
+# applying FreeIPA's updates when the image's framework is newer than the volume's.
 set -euo pipefail
 IPABUILD_SERVICE=ldap
 . /usr/local/lib/ipabuild/lib.sh
 
-instance=${LDAP_INSTANCE:-localhost}
+instance=${IPA_REALM//./-}   # FreeIPA's server ID: ipa-kdb and ipaldap derive it too
 data=/data
 config=/etc/dirsrv/slapd-$instance   # a link into the volume
 marker=$data/.ipabuild-initialised
-ldapi_url="ldapi://$(printf '%s' "$data/run/slapd-$instance.socket" | sed 's#/#%2F#g')"
+# On the volume only the kdc shares; FreeIPA (ipaplatform, ipa-kdb) is built to look here.
+socket=/run/ipa-ldapi/slapd-$instance.socket
+ldapi_url="ldapi://$(printf '%s' "$socket" | sed 's#/#%2F#g')"
+ipa_directory() { python3 /usr/local/lib/ipabuild/ipa_directory.py "$@"; }
 
 ipabuild_ensure_user
 umask 0007
+mkdir -p /tmp/ipa-directory
 
 start_foreground() {
     mkdir -p "$data/run/lock" "$data/log"
@@ -29,11 +35,6 @@ start_foreground() {
 }
 
 init_port=13389   # instance.inf's port: nobody outside expects it
-
-dm_bind_ok() {
-    ldapsearch -LLL -x -H ldap://127.0.0.1:$init_port -D "cn=Directory Manager" -y "$1" \
-        -b "" -s base namingContexts >/dev/null 2>&1
-}
 
 check_existing_data() {
     if [ -e "$config/dse.ldif" ]; then
@@ -52,7 +53,7 @@ check_existing_data() {
 }
 
 initialise() {
-    local secret_file inf pidfile pid tries=0
+    local secret_file inf
     secret_file=$(mktemp /tmp/dm.XXXXXX)
     ipabuild_secret ldap-dm-password >"$secret_file"
     inf=$(mktemp /tmp/instance.XXXXXX.inf)
@@ -61,7 +62,8 @@ initialise() {
         -e "s/@DM_PASSWORD@/$(sed 's/[&/\]/\\&/g' "$secret_file")/" \
         /usr/share/ipabuild/instance.inf.in >"$inf"
     ipabuild_log "creating instance '$instance' under $data as UID $(id -u) GID $(id -g)"
-    mkdir -p "$data/config" "$data/db" "$data/etc/default"
+    mkdir -p "$data/config" "$data/db" "$data/etc/default" "$data/var-lib-ipa/sysrestore" \
+        "$data/var-lib-ipa/sysupgrade" "$data/log/ipa"
     # /etc/dirsrv is a link to $data/etc/dirsrv: the instance's config and dscreate's
     # self-signed CA (ssca) live on the volume, never in the image.
     cp -r /usr/share/ipabuild/dirsrv-etc "$data/etc/dirsrv"
@@ -71,34 +73,16 @@ initialise() {
         >"$data/config/container.inf"
     dscreate -j from-file "$inf" >&2 || { rm -f "$inf" "$secret_file"; \
         ipabuild_die "dscreate failed; the log above says why"; }
-    rm -f "$inf"
-
-    pidfile=$data/run/slapd-$instance.pid
-    mkdir -p "$data/run/lock"
-    /usr/sbin/ns-slapd -D "$config" -i "$pidfile" &
-    # dscreate's temporary instance answers before the final password holds: wait for
-    # two Directory Manager binds in a row.
-    until dm_bind_ok "$secret_file" && dm_bind_ok "$secret_file"; do
-        tries=$((tries + 1))
-        [ "$tries" -lt 60 ] || ipabuild_die "instance did not accept the Directory Manager bind"
-        sleep 0.5
-    done
-    ldapmodify -x -H ldap://127.0.0.1:$init_port -D "cn=Directory Manager" -y "$secret_file" \
-        -f /usr/share/ipabuild/kerberos.ldif >/dev/null
-    ldapadd -x -c -H ldap://127.0.0.1:$init_port -D "cn=Directory Manager" -y "$secret_file" \
-        -f /usr/share/ipabuild/base-tree.ldif >/dev/null
-    rm -f "$secret_file"
-    # ns-slapd daemonised itself: stop it through its pid file and wait until it is gone.
-    pid=$(cat "$pidfile" 2>/dev/null || true)
-    if [ -n "$pid" ]; then
-        kill -TERM "$pid"
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
-    fi
+    rm -f "$inf" "$secret_file"
+    # FreeIPA's certmap.conf step replaces the file dscreate wrote read-only.
+    chmod u+w "$config/certmap.conf"
+    ipabuild_log "instance '$instance' created; FreeIPA's directory steps follow"
+    ipa_directory init || ipabuild_die "FreeIPA's directory setup failed (its step is named above)"
     # Only now may clients reach the directory on its real port.
     sed -i "s/^nsslapd-port: $init_port\$/nsslapd-port: 3389/" "$config/dse.ldif"
     grep -q '^nsslapd-port: 3389$' "$config/dse.ldif" || ipabuild_die "could not set port 3389"
     date -u +%Y-%m-%dT%H:%M:%SZ >"$marker"
-    ipabuild_log "instance '$instance' created; Kerberos schema and base tree loaded"
+    ipabuild_log "IPA directory '$instance' ready"
 }
 
 if ! check_existing_data; then
@@ -108,5 +92,6 @@ elif [ ! -e "$marker" ]; then
         "volume and start again"
 else
     ipabuild_log "starting existing instance '$instance' from $data"
+    ipa_directory upgrade || ipabuild_die "FreeIPA's update of the existing directory failed"
 fi
 start_foreground

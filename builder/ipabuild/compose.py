@@ -55,8 +55,10 @@ def _service_entry(project: Project, service: Service, tag: str) -> dict[str, An
     tmpfs = sorted({*service.tmpfs, *(["/run/secrets"] if service.secrets else [])})
     if tmpfs:
         entry["tmpfs"] = tmpfs
-    if service.volumes:
-        entry["volumes"] = [f"{service.name}-{v.name}:{v.path}" for v in service.volumes]
+    volumes = [f"{service.name}-{v.name}:{v.path}" for v in service.volumes]
+    volumes += [f"{v.service}-{v.volume}:{v.path}" for v in service.shared_volumes]
+    if volumes:
+        entry["volumes"] = volumes
     if service.secrets:
         entry["secrets"] = [{"source": s.name, "target": s.name, "uid": str(uid), "gid": "0",
                              "mode": "0440"} for s in service.secrets]

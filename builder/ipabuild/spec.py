@@ -288,6 +288,10 @@ class Service(StrictModel):
     ports: list[Port] = Field(default_factory=list)
     volumes: list[Volume] = Field(default_factory=list)
     shared_volumes: list[SharedVolume] = Field(default_factory=list)
+    pod: str | None = Field(
+        default=None,
+        description="in Kubernetes, run as a further container of this service's pod (one "
+                    "user namespace: needed to share a socket's peer credentials)")
     writable: list[str] = Field(default_factory=list)
     tmpfs: list[str] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)

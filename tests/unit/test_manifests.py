@@ -96,7 +96,10 @@ def test_openshift_schema_is_strict(built: dict[str, list[dict[str, Any]]]) -> N
 def test_every_container_meets_pss_restricted(overlay: str, specs: tuple[Any, list[Any]],
                                               built: dict[str, list[dict[str, Any]]]) -> None:
     workloads = [o for o in built[overlay] if pod_spec(o) is not None]
-    assert len(workloads) == len(specs[1])
+    # One workload per service, except a service that runs in another's pod (`pod:`).
+    assert len(workloads) == len([s for s in specs[1] if not s.pod])
+    containers = {c["name"] for o in workloads for c in pod_spec(o)["containers"]}
+    assert containers == {s.name for s in specs[1]}
     problems = [p for o in workloads for p in violations(o, _root_init(specs[1]))]
     assert problems == []
 
@@ -142,18 +145,18 @@ def test_secrets_are_files_never_env(specs: tuple[Any, list[Any]],
         spec = pod_spec(obj)
         if spec is None:
             continue
-        service = by_name[obj["metadata"]["name"]]
-        container = spec["containers"][0]
-        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-        for declared in service.secrets:
-            mount = mounts[declared.path]
-            assert mount["subPath"] == declared.name and mount["readOnly"] is True
+        members = [by_name[c["name"]] for c in spec["containers"]]
+        for container, service in zip(spec["containers"], members, strict=True):
+            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            for declared in service.secrets:
+                mount = mounts[declared.path]
+                assert mount["subPath"] == declared.name and mount["readOnly"] is True
+            assert all("valueFrom" not in e for e in container.get("env", []))
         volumes = [v for v in spec.get("volumes", []) if "secret" in v]
         for volume in volumes:
             assert volume["secret"]["secretName"] == secret["metadata"]["name"]
             assert {i["key"] for i in volume["secret"]["items"]} == {
-                s.name for s in service.secrets}
-        assert all("valueFrom" not in e for e in container.get("env", []))
+                s.name for m in members for s in m.secrets}
 
 
 def test_services_map_standard_ports_tcp_and_udp(specs: tuple[Any, list[Any]],
@@ -186,8 +189,32 @@ def test_ldap_reachable_only_from_its_clients(built: dict[str, list[dict[str, An
     assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny
     rule = policies["ldap-allow"]["spec"]["ingress"][0]
     sources = {f["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for f in rule["from"]}
-    assert sources == {"kdc", "ca"}  # the services whose specs use ldap
-    assert "from" not in policies["kdc-allow"]["spec"]["ingress"][0]  # public on its ports
+    # The services whose specs use ldap: ca, and kdc, which runs in ldap's own pod.
+    assert sources == {"ldap", "ca"}
+    kdc = policies["kdc-allow"]["spec"]
+    assert kdc["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "ldap"
+    assert "from" not in kdc["ingress"][0]  # public on its ports
+
+
+def test_kdc_shares_ldaps_pod_and_socket_volume(built: dict[str, list[dict[str, Any]]]) -> None:
+    """ipa-kdb reaches 389-ds only over LDAPI: kdc is a container of ldap's pod, the socket
+    directory an emptyDir both mount, and the kdc Service selects ldap's pod."""
+    ldap = next(o for o in built["split-userns"]
+                if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "ldap")
+    spec = pod_spec(ldap)
+    assert [c["name"] for c in spec["containers"]] == ["ldap", "kdc"]
+    assert spec["hostUsers"] is False
+    shared = [v["name"] for v in spec["volumes"] if "emptyDir" in v and v["name"] == "ldapi"]
+    assert shared == ["ldapi"]
+    for container in spec["containers"]:
+        assert {"name": "ldapi", "mountPath": "/run/ipa-ldapi"} in container["volumeMounts"]
+    claims = [t["metadata"]["name"] for t in ldap["spec"]["volumeClaimTemplates"]]
+    assert claims == ["data"]  # the socket directory holds no state
+    assert not any(o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] == "kdc"
+                   for o in built["split"])
+    service = next(o for o in built["split"] if o["kind"] == "Service"
+                   and o["metadata"]["name"] == "kdc")
+    assert service["spec"]["selector"]["app.kubernetes.io/name"] == "ldap"
 
 
 def test_registry_and_tag_land_in_the_overlays(specs: tuple[Any, list[Any]]) -> None:

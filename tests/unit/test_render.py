@@ -151,11 +151,6 @@ def test_published_json_schema_is_current(kind: str, filename: str) -> None:
 
 def test_stage_is_built_before_its_consumers_and_only_when_needed(project_copy: Path) -> None:
     """A spec that copies from a stage pulls the stage in first; others do not."""
-    spec = project_copy / "services/kdc/service.yaml"
-    spec.write_text(spec.read_text().replace(
-        "    base: trixie\n",
-        "    base: trixie\n    copy_from:\n"
-        "      - {stage: framework, src: /opt/freeipa/usr/lib/, dest: /usr/lib/}\n", 1))
     project = load_project(project_copy)
     services = load_services(project_copy, project, ["kdc", "http"])
     stages, others = with_stages(project_copy, project, "debian", services)
@@ -163,8 +158,8 @@ def test_stage_is_built_before_its_consumers_and_only_when_needed(project_copy: 
     assert [s.name for s in others] == ["kdc", "http"]
     refs = {"framework": stage_tag(project, "framework", "ab" * 32)}
     kdc = render_service(project_copy, project, others[0], "debian", "base", stage_refs=refs)
-    assert (f"COPY --from={refs['framework']} /opt/freeipa/usr/lib/ /usr/lib/"
-            in kdc.containerfile)
+    assert (f"COPY --from={refs['framework']} /opt/freeipa/usr/lib/x86_64-linux-gnu/krb5/"
+            "plugins/kdb/ipadb.so" in kdc.containerfile)
     # The stage's content key is in the consumer's Containerfile, so in its cache key.
     other = render_service(project_copy, project, others[0], "debian", "base",
                            stage_refs={"framework": stage_tag(project, "framework", "cd" * 32)})
@@ -174,9 +169,7 @@ def test_stage_is_built_before_its_consumers_and_only_when_needed(project_copy: 
 
 def test_copy_from_a_runnable_service_is_refused(project_copy: Path) -> None:
     spec = project_copy / "services/kdc/service.yaml"
-    spec.write_text(spec.read_text().replace(
-        "    base: trixie\n",
-        "    base: trixie\n    copy_from:\n      - {stage: ldap, src: /a, dest: /b}\n", 1))
+    spec.write_text(spec.read_text().replace("{stage: framework,", "{stage: ldap,", 1))
     project = load_project(project_copy)
     with pytest.raises(ConfigError, match="mode: stage"):
         with_stages(project_copy, project, "debian", load_services(project_copy, project, ["kdc"]))

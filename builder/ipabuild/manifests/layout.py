@@ -65,7 +65,7 @@ def _dump_ops(operations: list[dict[str, Any]]) -> str:
 
 
 def _kind(service: Service) -> str:
-    return "StatefulSet" if service.volumes else "Deployment"
+    return "StatefulSet" if any(not v.ephemeral for v in service.volumes) else "Deployment"
 
 
 def _userns_component() -> list[dict[str, Any]]:
@@ -101,6 +101,8 @@ def _scc_ops(scc: str, remove_fs_group: bool) -> list[dict[str, Any]]:
 def _openshift_split(services: list[Service], userns: bool) -> Tree:
     patches = []
     for service in services:
+        if service.pod:
+            continue  # a container of another service's pod: that pod's patch covers it
         if userns:
             scc = "nested-container" if needs_root_init(service) else "restricted-v3"
         else:
@@ -157,7 +159,7 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
 
     split_files = [f"{s.name}.yaml" for s in services] + ["network-policies.yaml"]
     for service in services:
-        tree[f"overlays/split/{service.name}.yaml"] = service_documents(service)
+        tree[f"overlays/split/{service.name}.yaml"] = service_documents(service, services)
     tree["overlays/split/network-policies.yaml"] = network_policies(services)
     registry = options.registry.rstrip("/")
     tree["overlays/split/kustomization.yaml"] = [{

@@ -61,13 +61,17 @@ def network_policies(services: list[Service]) -> list[dict[str, Any]]:
                  "policyTypes": ["Ingress", "Egress"]},
     }]
     dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    def pod_of(name: str) -> dict[str, str]:
+        """The pods a service's traffic reaches: its own, or its host's (``pod:``)."""
+        return selector(by_name[name].pod or name)
+
     for service in services:
-        spec: dict[str, Any] = {"podSelector": {"matchLabels": selector(service.name)},
+        spec: dict[str, Any] = {"podSelector": {"matchLabels": pod_of(service.name)},
                                 "policyTypes": ["Ingress", "Egress"]}
         if service.ports:
             rule: dict[str, Any] = {"ports": _ports(service)}
             if is_backend(service, users[service.name]):
-                rule["from"] = [{"podSelector": {"matchLabels": selector(user)}}
+                rule["from"] = [{"podSelector": {"matchLabels": pod_of(user)}}
                                 for user in users[service.name]]
             spec["ingress"] = [rule]
         else:
@@ -75,7 +79,7 @@ def network_policies(services: list[Service]) -> list[dict[str, Any]]:
         egress = [dns]
         for target in sorted(name for name, who in users.items() if service.name in who):
             if by_name[target].ports:
-                egress.append({"to": [{"podSelector": {"matchLabels": selector(target)}}],
+                egress.append({"to": [{"podSelector": {"matchLabels": pod_of(target)}}],
                                "ports": _ports(by_name[target])})
         spec["egress"] = egress
         policies.append({

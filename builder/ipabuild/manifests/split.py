@@ -61,26 +61,43 @@ def _probes(service: Service) -> dict[str, Any]:
             "livenessProbe": _probe(service, check.retries)}
 
 
-def _mounts(service: Service) -> list[dict[str, Any]]:
+def _tmpfs_name(service: Service, path: str, host: str) -> str:
+    """A tmpfs emptyDir's name; a guest container's own carry its name (no sharing)."""
+    name = tmpfs_volume(path)
+    return name if service.name == host else f"{service.name}-{name}"[:63].rstrip("-")
+
+
+def _mounts(service: Service, host: str) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [{"name": v.name, "mountPath": v.path}
                                     for v in service.volumes]
-    mounts += [{"name": tmpfs_volume(p), "mountPath": p} for p in service.tmpfs]
+    mounts += [{"name": v.volume, "mountPath": v.path} for v in service.shared_volumes]
+    mounts += [{"name": _tmpfs_name(service, p, host), "mountPath": p} for p in service.tmpfs]
     mounts += [{"name": SECRETS_VOLUME, "mountPath": s.path, "subPath": s.name,
                 "readOnly": True} for s in service.secrets]
     return mounts
 
 
-def _pod_volumes(service: Service) -> list[dict[str, Any]]:
-    volumes: list[dict[str, Any]] = [{"name": tmpfs_volume(p), "emptyDir": {}}
-                                     for p in service.tmpfs]
-    if service.secrets:
+def _pod_volumes(members: list[Service]) -> list[dict[str, Any]]:
+    """The pod's volumes: each container's tmpfs, the host's ephemeral volumes (shared
+    with its guests), one Secret volume with every item a container mounts."""
+    host = members[0].name
+    volumes: list[dict[str, Any]] = [{"name": _tmpfs_name(m, p, host), "emptyDir": {}}
+                                     for m in members for p in m.tmpfs]
+    volumes += [{"name": v.name, "emptyDir": {}} for v in members[0].volumes if v.ephemeral]
+    secret_names = sorted({s.name for m in members for s in m.secrets})
+    if secret_names:
         volumes.append({"name": SECRETS_VOLUME, "secret": {
             "secretName": SECRET, "defaultMode": SECRET_MODE, "optional": False,
-            "items": [{"key": s.name, "path": s.name} for s in service.secrets]}})
+            "items": [{"key": name, "path": name} for name in secret_names]}})
     return volumes
 
 
-def _container(service: Service) -> dict[str, Any]:
+def pod_members(service: Service, services: list[Service]) -> list[Service]:
+    """The service and the services that run as further containers of its pod (``pod:``)."""
+    return [service, *(s for s in services if s.pod == service.name)]
+
+
+def _container(service: Service, host: str | None = None) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": service.name,
         "image": image_name(service.name),
@@ -88,7 +105,7 @@ def _container(service: Service) -> dict[str, Any]:
         "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
         "resources": RESOURCES,
         "securityContext": container_security(service.read_only_root),
-        "volumeMounts": _mounts(service),
+        "volumeMounts": _mounts(service, host or service.name),
     }
     if service.command:
         container["args"] = list(service.command)
@@ -118,8 +135,13 @@ def _init_container(service: Service) -> dict[str, Any]:
     return init
 
 
-def _pod_template(service: Service) -> dict[str, Any]:
+def _pod_template(service: Service, members: list[Service]) -> dict[str, Any]:
     annotations = {ANNOTATION_SERVICE: service.name}
+    for guest in members[1:]:
+        annotations[f"{ANNOTATION_SERVICE}.{guest.name}"] = (
+            f"{guest.name} runs in this pod: it shares {service.name}'s "
+            + ", ".join(v.volume for v in guest.shared_volumes)
+            + " volume, whose socket peer credentials need one user namespace")
     if needs_root_init(service):
         assert service.init is not None
         annotations[ANNOTATION_ROOT_INIT] = (
@@ -128,7 +150,7 @@ def _pod_template(service: Service) -> dict[str, Any]:
             f"{service.init.reason or 'see the service spec'}")
     pod_security: dict[str, Any] = {"runAsNonRoot": True,
                                     "seccompProfile": {"type": "RuntimeDefault"}}
-    if service.volumes:
+    if any(m.volumes or m.shared_volumes for m in members):
         # Volumes group-owned by GID 0, the runtime group of every image (OpenShift replaces
         # this with the namespace's fsGroup: see components/openshift).
         pod_security.update({"fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch"})
@@ -136,24 +158,26 @@ def _pod_template(service: Service) -> dict[str, Any]:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security,
-        "containers": [_container(service)],
+        "containers": [_container(m, service.name) for m in members],
     }
     if service.init is not None:
         spec["initContainers"] = [_init_container(service)]
-    volumes = _pod_volumes(service)
+    volumes = _pod_volumes(members)
     if volumes:
         spec["volumes"] = volumes
     return {"metadata": {"labels": labels(service.name), "annotations": annotations},
             "spec": spec}
 
 
-def workload(service: Service) -> dict[str, Any]:
-    """A StatefulSet (the service has volumes) or a Deployment."""
+def workload(service: Service, services: list[Service] | None = None) -> dict[str, Any]:
+    """A StatefulSet (the service has persistent volumes) or a Deployment."""
+    members = pod_members(service, services or [service])
     metadata: dict[str, Any] = {"name": service.name, "labels": labels(service.name)}
     spec: dict[str, Any] = {"replicas": 1,
                             "selector": {"matchLabels": selector(service.name)},
-                            "template": _pod_template(service)}
-    if not service.volumes:
+                            "template": _pod_template(service, members)}
+    persistent = [v for v in service.volumes if not v.ephemeral]
+    if not persistent:
         spec["strategy"] = {"type": "Recreate"}
         return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
                 "spec": spec}
@@ -162,7 +186,7 @@ def workload(service: Service) -> dict[str, Any]:
         "metadata": {"name": v.name, "labels": labels(service.name)},
         "spec": {"accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": STORAGE}}},
-    } for v in service.volumes]
+    } for v in persistent]
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata, "spec": spec}
 
 
@@ -183,12 +207,13 @@ def service_object(service: Service) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": service.name, "labels": labels(service.name)},
-        "spec": {"selector": selector(service.name), "ports": ports},
+        "spec": {"selector": selector(service.pod or service.name), "ports": ports},
     }
 
 
-def service_documents(service: Service) -> list[dict[str, Any]]:
-    documents = [workload(service)]
+def service_documents(service: Service, services: list[Service]) -> list[dict[str, Any]]:
+    """The service's workload (none for a guest of another pod) and its Service."""
+    documents = [] if service.pod else [workload(service, services)]
     if service.ports:
         documents.append(service_object(service))
     return documents

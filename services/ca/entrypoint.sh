@@ -99,6 +99,11 @@ mode_init() {
         p12=$admin
     fi
     ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
+    # pkispawn adds the CA admin with a password, and IPA's password plugin in ldap
+    # (ipa-pwd-extop) refuses any password until the realm's master key exists: the KDC
+    # creates it before it opens its port. (Upstream installs the CA before the plugin.)
+    ipabuild_wait_tcp "${CA_KDC_HOST:-kdc}" "${CA_KDC_PORT:-8088}" \
+        "the realm's master key, which IPA's password plugin needs for the CA admin"
 
     # The volume may be empty (Kubernetes) or hold the image's files (podman): add the
     # shipped /etc/pki files that are missing, and the targets of the image's links.

@@ -62,7 +62,10 @@ ipabuild_keytab() {
     local principal=$1 secret=$2 keytab=$3 password enctype
     password=$(ipabuild_secret "$secret")
     {
-        for enctype in aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96; do
+        # FreeIPA's KDC prefers the SHA-2 enctypes; the keys use the normal salt (the
+        # KDC sets them with the same enctype:salt list, see the kdc's principals).
+        for enctype in aes256-cts-hmac-sha384-192 aes128-cts-hmac-sha256-128 \
+                aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96; do
             printf 'addent -password -p %s -k 1 -e %s\n%s\n' "$principal" "$enctype" "$password"
         done
         printf 'wkt %s\nquit\n' "$keytab"

@@ -32,7 +32,7 @@ done
 step "configure (server and client, Debian platform)"
 # runstatedir is only where ipa-kdb looks for 389-ds's LDAPI socket (LDAPIDIR).
 ./configure -q --with-ipaplatform=debian --without-ipatests --prefix=/usr --sysconfdir=/etc \
-    --localstatedir=/var --runstatedir=/run/ipa-ldapi --libdir=/usr/lib/x86_64-linux-gnu \
+    --localstatedir=/var --with-runstatedir=/run/ipa-ldapi --libdir=/usr/lib/x86_64-linux-gnu \
     >/tmp/configure.log
 grep -q "build mode:.*server & client" /tmp/configure.log || { cat /tmp/configure.log; exit 1; }
 
@@ -53,6 +53,7 @@ python3 -m pip install --quiet --no-deps --no-index --no-compile --break-system-
 rm -rf "$stage/var/lib/ipa/sysrestore" "$stage/var/log" "$stage/run"
 find "$stage" -name '*.la' -delete
 test -f "$stage/usr/lib/x86_64-linux-gnu/krb5/plugins/kdb/ipadb.so"
+grep -aq "/run/ipa-ldapi" "$stage/usr/lib/x86_64-linux-gnu/krb5/plugins/kdb/ipadb.so"
 test -f "$stage/usr/lib/x86_64-linux-gnu/dirsrv/plugins/libipa_pwd_extop.so"
 test -d "$stage$py/ipaserver"
 step "done: $(du -sh "$stage" | cut -f1) in $stage"

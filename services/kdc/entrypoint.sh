@@ -22,6 +22,9 @@ sed -e "s#@RUN@#$run#" /usr/share/ipabuild/kdc.conf.in >"$run/kdc.conf"
 cp /usr/share/ipabuild/krb5.conf.in "$run/krb5.conf"
 export KRB5_CONFIG=$run/krb5.conf KRB5_KDC_PROFILE=$run/kdc.conf
 
+# FreeIPA's installutils.kadmin: ipa-kdb refuses principals outside IPA's rules otherwise.
+kadmin() { kadmin.local -x ipa-setup-override-restrictions "$@"; }
+has_principal() { kadmin -q "getprinc $1" 2>/dev/null | grep -q '^Principal:'; }
 directory() { ldapsearch -LLL -o ldif-wrap=no -Q -Y EXTERNAL -H "$ldapi" "$@"; }
 master_key() { ipabuild_secret kdc-master-key; }
 
@@ -52,21 +55,26 @@ if printf '%s\n' "$out" | grep '^ldap_' | grep -v 'Already exists (68)\|Type or 
     ipabuild_die "could not add the stack's hosts and services: $out"
 fi
 
+service_keysalts="aes256-sha2:normal aes128-sha2:normal aes256-cts:normal aes128-cts:normal"
 # Keys of the service principals, from secrets (httpd and ns-slapd derive the same keys).
 while read -r principal secret_name; do
     case "$principal" in ''|'#'*) continue ;; esac
-    if kadmin.local -q "getprinc $principal" 2>/dev/null | grep -q '^Number of keys: 0'; then
-        printf 'cpw -pw %s %s\n' "$(ipabuild_secret "$secret_name")" "$principal" |
-            kadmin.local >/dev/null 2>&1 || ipabuild_die "could not set the keys of $principal"
+    if kadmin -q "getprinc $principal" 2>/dev/null | grep -q '^Number of keys: 0'; then
+        # The enctypes and (normal) salt ipabuild_keytab derives on the other side.
+        printf 'cpw -e "%s" -pw %s %s\n' "$service_keysalts" \
+            "$(ipabuild_secret "$secret_name")" "$principal" |
+            kadmin >/dev/null 2>&1
+        kadmin -q "getprinc $principal" 2>/dev/null | grep -q '^Number of keys: [1-9]' ||
+            ipabuild_die "could not set the keys of $principal"
         ipabuild_log "set the keys of $principal"
     fi
 done </usr/share/ipabuild/principals
 
 # The anonymous principal (KrbInstance.add_anonymous_principal) and FreeIPA's ACI for it.
 anonymous="WELLKNOWN/ANONYMOUS@$IPA_REALM"
-if ! kadmin.local -q "getprinc $anonymous" 2>/dev/null | grep -q '^Principal:'; then
-    kadmin.local -q "addprinc -randkey $anonymous" >/dev/null 2>&1 ||
-        ipabuild_die "could not create $anonymous"
+if ! has_principal "$anonymous"; then
+    kadmin -q "addprinc -randkey $anonymous" >/dev/null 2>&1
+    has_principal "$anonymous" || ipabuild_die "could not create $anonymous"
     sed -e "s/\$SUFFIX/$IPA_SUFFIX/g" -e "s/\$REALM/$IPA_REALM/g" /usr/share/ipa/anon-princ-aci.ldif |
         ldapmodify -Q -Y EXTERNAL -H "$ldapi" >/dev/null
     ipabuild_log "created $anonymous"

@@ -56,6 +56,13 @@ REPLACED_STEPS: dict[str, tuple[str | None, str]] = {
     "configuring directory to start on boot": (
         None, "systemd enablement; the container runtime starts ns-slapd"),
 }
+# FreeIPA update plugins (ipaserver/install/plugins) skipped here, with the reason.
+SKIPPED_UPDATE_PLUGINS: dict[str, str] = {
+    "update_dna_shared_config": (
+        "sets how replicas ask each other for DNA ID ranges; it waits 60 s for the "
+        "shared-config entries of a server restart with listeners off, which this "
+        "single-directory stack never has"),
+}
 # KrbInstance's directory steps (krbinstance.py), run here because they are LDIF only.
 KERBEROS_LDIFS = ("kerberos.ldif", "default-aci.ldif", "pwd-extop-conf.ldif")
 
@@ -219,9 +226,25 @@ def apply_updates() -> None:
     from ipaplatform.paths import paths
     from ipaserver.install import ldapupdate
 
+    class SplitLDAPUpdate(ldapupdate.LDAPUpdate):
+        def _run_update_plugin(self, plugin_name):  # type: ignore[no-untyped-def]
+            if plugin_name in SKIPPED_UPDATE_PLUGINS:
+                log(f"skipping update plugin {plugin_name}: "
+                    f"{SKIPPED_UPDATE_PLUGINS[plugin_name]}")
+                return
+            started = time.monotonic()
+            super()._run_update_plugin(plugin_name)
+            log(f"update plugin {plugin_name}: {time.monotonic() - started:.1f}s")
+
+        def restart_ds(self):  # type: ignore[no-untyped-def]
+            SLAPD.stop()  # FreeIPA asks systemd; here ns-slapd is this process's child
+            SLAPD.start()
+
     files = sorted(glob.glob(os.path.join(paths.UPDATES_DIR, "*.update")))
     log(f"applying {len(files)} update files from {paths.UPDATES_DIR}")
-    ldapupdate.LDAPUpdate(api=api).update(files)
+    started = time.monotonic()
+    SplitLDAPUpdate(api=api).update(files)
+    log(f"update files applied in {time.monotonic() - started:.1f}s")
 
 
 def init() -> None:

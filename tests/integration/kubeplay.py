@@ -202,7 +202,10 @@ class Play:
         return [f"{name}:{address}" for service, address in self.addresses.items()
                 for name in (service, f"{service}.{self.domain}")]
 
-    def play(self, objects: list[dict[str, Any]], service: str, secret_dir: Path) -> PlayedPod:
+    def play(self, objects: list[dict[str, Any]], service: str, secret_dir: Path,
+             guests: tuple[str, ...] = ()) -> list[PlayedPod]:
+        """Play ``service``'s workload; ``guests`` are the services that run as further
+        containers of its pod (their Service names point at this pod's address)."""
         documents = playable(objects, service, self.name, secret_dir)
         manifest = self.workdir / f"play-{service}.yaml"
         pod_spec = next(d for d in documents if d["kind"] == "Pod")["spec"]
@@ -211,13 +214,16 @@ class Play:
         pod_spec["hostAliases"] = [{"ip": address, "hostnames": [name, f"{name}.{self.domain}"]}
                                    for name, address in self.addresses.items()]
         manifest.write_text(yaml.safe_dump_all(documents))
-        main = pod_spec["containers"][0]
         pod_name = f"{self.name}-{service}"
-        played = PlayedPod(service, manifest, pod_name, f"{pod_name}-{main['name']}",
-                           main["readinessProbe"]["exec"]["command"], pod_spec)
-        self.pods[service] = played
-        network = (f"{self.network}:ip={self.addresses[service]},"
-                   f"alias={service},alias={service}.{self.domain}")
+        played = [PlayedPod(name, manifest, pod_name, f"{pod_name}-{container['name']}",
+                            container["readinessProbe"]["exec"]["command"], pod_spec)
+                  for name, container in zip((service, *guests), pod_spec["containers"],
+                                             strict=True)]
+        for pod in played:
+            self.pods[pod.service] = pod
+        aliases = ",".join(f"alias={name},alias={name}.{self.domain}"
+                           for name in (service, *guests))
+        network = f"{self.network}:ip={self.addresses[service]},{aliases}"
         result = podman("kube", "play", "--userns=auto:size=65536", "--network", network,
                         str(manifest), check=False, timeout=600)
         assert result.returncode == 0, result.stderr
@@ -237,7 +243,7 @@ class Play:
             time.sleep(2)
 
     def down(self) -> None:
-        for pod in reversed(list(self.pods.values())):
+        for pod in reversed(list({p.pod: p for p in self.pods.values()}.values())):
             podman("kube", "play", "--down", str(pod.manifest), check=False)
             named = [v["name"] for v in pod.pod_spec.get("volumes", []) if "emptyDir" in v]
             for doc in yaml.safe_load_all(pod.manifest.read_text()):

@@ -49,21 +49,26 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
     build_client_image()
     workdir = tmp_path_factory.mktemp("kubeplay")
     objects, secret_values = kubeplay.build_overlay(workdir, OVERLAY)
-    assert sorted(kubeplay.workload_names(objects)) == sorted(s.name for s in services)
+    workloads = [s for s in services if not s.pod]  # the others are containers of a host pod
+    assert sorted(kubeplay.workload_names(objects)) == sorted(s.name for s in workloads)
     # Not under pytest's tmp (mode 0700): root inside the pods' user namespaces is not
     # host root and must traverse to the projected files, as it can to kubelet's.
     projected = Path(tempfile.mkdtemp(prefix="ipabuild-play-secrets-"))
     projected.chmod(0o755)
     play = Play(f"play{uuid.uuid4().hex[:6]}", workdir, project.domain, secret_values)
-    play.start_network([s.name for s in services])
+    play.start_network([s.name for s in workloads])
+    guests = {w.name: tuple(s.name for s in services if s.pod == w.name) for w in workloads}
+    for host, names in guests.items():
+        play.addresses.update(dict.fromkeys(names, play.addresses[host]))
     try:
         # All pods at once, as a cluster starts them: no ordering but each entrypoint's
         # own waits (kdc for ldap's bind, the CA's init container for ldap, http for kdc).
         started = time.monotonic()
-        with ThreadPoolExecutor(len(services)) as pool:
-            plays = [pool.submit(play.play, objects, s.name, projected)
-                     for s in reversed(services)]
-            pods = [future.result() for future in plays]  # each returns after its inits
+        with ThreadPoolExecutor(len(workloads)) as pool:
+            plays = [pool.submit(play.play, objects, s.name, projected, guests[s.name])
+                     for s in reversed(workloads)]
+            # each returns after its inits
+            pods = [pod for future in plays for pod in future.result()]
         for pod in reversed(pods):
             play.wait_ready(pod, READY_TIMEOUT)
             print(f"kube play {pod.service}: ready {time.monotonic() - started:.1f}s after start")
@@ -97,7 +102,13 @@ def test_every_workload_runs_in_its_own_user_namespace(played: Play) -> None:
         etc_hosts = podman("exec", pod.container, "cat", "/etc/hosts").stdout
         for peer, address in played.addresses.items():  # the harness's hostAliases
             assert re.search(rf"^{re.escape(address)}\s+{peer}\b", etc_hosts, re.M), etc_hosts
-    assert len(namespaces) == len(played.pods), "pods share a user namespace"
+    pods = {pod.pod for pod in played.pods.values()}
+    assert len(namespaces) == len(pods), "pods share a user namespace"
+    # A guest container (kdc in ldap's pod) shares its host's: LDAPI peer credentials.
+    for service, pod in played.pods.items():
+        host = next(p for p in played.pods.values() if p.pod == pod.pod)
+        assert (Path(f"/proc/{pod.pid()}/ns/user").readlink()
+                == Path(f"/proc/{host.pid()}/ns/user").readlink()), service
 
 
 def test_no_process_of_any_pod_is_root_on_the_host(played: Play) -> None:
@@ -115,7 +126,8 @@ def test_no_process_of_any_pod_is_root_on_the_host(played: Play) -> None:
 
 def test_pods_map_disjoint_host_ranges(played: Play) -> None:
     ranges = []
-    for service, pod in played.pods.items():
+    one_per_pod = {pod.pod: (service, pod) for service, pod in played.pods.items()}
+    for service, pod in one_per_pod.values():
         for line in Path(f"/proc/{pod.pid()}/uid_map").read_text().splitlines():
             _inside, host, size = (int(v) for v in line.split())
             ranges.append((host, host + size, service))

@@ -28,7 +28,8 @@ def krb5_conf(kdc: str, udp_limit: int) -> str:
     """A client krb5.conf; ``udp_limit`` 1 forces TCP, 65535 makes UDP the first try."""
     return (f"[libdefaults]\n default_realm = {REALM}\n dns_lookup_kdc = false\n rdns = false\n"
             f" udp_preference_limit = {udp_limit}\n"
-            f"[realms]\n {REALM} = {{\n  kdc = {kdc}\n  http_anchors = FILE:/tmp/http.pem\n }}\n"
+            f"[realms]\n {REALM} = {{\n  kdc = {kdc}\n  kpasswd_server = kdc.{DOMAIN}:8464\n"
+            f"  http_anchors = FILE:/tmp/http.pem\n }}\n"
             f"[domain_realm]\n .{DOMAIN} = {REALM}\n")
 
 

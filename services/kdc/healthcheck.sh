@@ -1,3 +1,13 @@
 #!/bin/bash
-# Healthy = krb5kdc accepts TCP on the Kerberos port and kadmind on kpasswd's.
-exec 3<>/dev/tcp/127.0.0.1/8088 && exec 4<>/dev/tcp/127.0.0.1/8464
+# Healthy = krb5kdc accepts TCP on the Kerberos port and kadmind on kpasswd's. When not,
+# one line says why (the most common cause first: no shared LDAPI socket).
+socket=/run/ipa-ldapi/slapd-${IPA_REALM//./-}.socket
+if ! (exec 3<>/dev/tcp/127.0.0.1/8088) 2>/dev/null; then
+    if [ ! -S "$socket" ]; then
+        echo "kdc: no LDAPI socket at $socket: mount ldap's ldapi volume there (Kubernetes: run in ldap's pod)"
+    else
+        echo "kdc: krb5kdc not listening on 8088 yet (realm setup in progress, see the log)"
+    fi
+    exit 1
+fi
+(exec 4<>/dev/tcp/127.0.0.1/8464) 2>/dev/null || { echo "kdc: kadmind not listening on kpasswd port 8464"; exit 1; }

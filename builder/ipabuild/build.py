@@ -250,7 +250,8 @@ class ImageBuilder:
                     if service.mode == "stage" and old_key:
                         buildah.untag(stage_tag(self.project, service.name, old_key))
                     remove_if_dangling(existing.image_id)
-            if result.status != "failed" and self.options.push:
+            # A build stage is never run: it stays local, only what copies it is pushed.
+            if result.status != "failed" and self.options.push and service.mode != "stage":
                 self._push(result)
         except IpabuildError as exc:
             result = ImageResult(service.name, name, "failed", error=exc.user_message())

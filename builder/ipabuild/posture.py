@@ -57,6 +57,7 @@ class ContainerPosture:
     secrets_in_env: list[str]
     listening_ports: list[int]
     image: ImageFacts
+    declared_exceptions: str = ""  # the spec's contract exceptions, from the image label
 
 
 def listening_ports(pid: int) -> list[int]:
@@ -121,7 +122,14 @@ def container_posture(facts: ContainerFacts, images: dict[str, ImageFacts]) -> C
         secrets_in_env=[n for n in facts.env_names if SECRET_ENV.search(n)],
         listening_ports=listening_ports(facts.init_pid),
         image=images[facts.image],
+        declared_exceptions=_declared_exceptions(facts.image),
     )
+
+
+def _declared_exceptions(image: str) -> str:
+    """What the spec says this image does beyond the contract, and why (its label)."""
+    info = inspect_image(image)
+    return info.labels.get("io.ipabuild.exceptions", "") if info else ""
 
 
 def manifest_facts(root: Path, mode: str) -> dict[str, list[str]]:
@@ -166,6 +174,10 @@ def summarise(rows: list[ContainerPosture], modes: list[str]) -> list[str]:
             f"capabilities: {', '.join(caps) or 'none'}; "
             f"read-only root: {sum(r.read_only_root for r in mine)}/{len(mine)}; "
             f"secrets in env: {sum(len(r.secrets_in_env) for r in mine)}")
+        for row in mine:
+            if row.declared_exceptions:
+                lines.append(f"{mode}: declared exception of {row.service}: "
+                             f"{row.declared_exceptions}")
     return lines
 
 

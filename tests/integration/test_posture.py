@@ -33,6 +33,12 @@ def test_split_posture_is_measured(stack: str) -> None:
     assert rows["ca"]["user_namespace"] == "own" and rows["ldap"]["user_namespace"] == "host's"
     assert 3389 in rows["ldap"]["listening_ports"]
     assert any(line.startswith("monolithic: not measured") for line in report["summary"])
+    # The split's two exceptions, as the specs declare them: the CA's root init step and
+    # the KDC acting as Directory Manager over the shared LDAPI socket.
+    assert "pkispawn" in rows["ca"]["declared_exceptions"]
+    assert "Directory Manager" in rows["kdc"]["declared_exceptions"]
+    assert any(line.startswith("split: declared exception of kdc:")
+               for line in report["summary"])
     assert report["manifests"]["split"], "no workloads from the split-userns overlay"
 
 

@@ -49,7 +49,9 @@ def registry(tmp_path: Path) -> Iterator[str]:
 def test_push_to_a_real_registry(built: dict[str, dict], registry: str) -> None:
     result = ipabuild("images", "--service", "kdc", "--push", f"{registry}/ipa", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
-    image = json.loads(result.stdout)["images"][0]
+    images = {i["service"]: i for i in json.loads(result.stdout)["images"]}
+    assert images["framework"]["pushed_to"] == ""  # a build stage stays local
+    image = images["kdc"]
     assert image["status"] == "cached"  # pushing must not rebuild
     assert image["pushed_to"] == f"docker://{registry}/ipa/kdc:latest"
     with urllib.request.urlopen(f"http://{registry}/v2/ipa/kdc/tags/list", timeout=5) as reply:

@@ -28,6 +28,7 @@ from ipabuild.spec import (
     Wheel,
     load_common_files,
 )
+from ipabuild.textsource import TemplateLoader
 
 WheelSource = Callable[[Wheel], Path]
 
@@ -81,7 +82,9 @@ class BuildContext:
 
 def _environment(search_path: list[Path]) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
+        # Reads each template as strict UTF-8 text with size and control-character limits:
+        # a bad file is a ConfigError naming it, not a UnicodeDecodeError from Jinja2.
+        loader=TemplateLoader([str(p) for p in search_path]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -111,6 +114,13 @@ def _render(env: SandboxedEnvironment, name: str, path: Path, context: dict[str,
     except jinja2.TemplateNotFound as exc:
         raise ConfigError(path, f"template {exc.name!r} not found", None,
                           "create it next to service.yaml") from exc
+    except jinja2.TemplateError as exc:  # e.g. the sandbox refusing an unsafe attribute
+        raise ConfigError(path, f"template error: {exc}", _template_line(exc, name),
+                          "correct the template") from exc
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
+            RecursionError) as exc:
+        raise ConfigError(path, f"template failed to render: {type(exc).__name__}: {exc}",
+                          _template_line(exc, name), "correct the template") from exc
 
 
 def template_context(project: Project, service: Service, family_name: str) -> dict[str, Any]:

@@ -184,6 +184,15 @@ class FileEntry(StrictModel):
     dest: str
     mode: str = "0644"
 
+    @field_validator("src")
+    @classmethod
+    def _inside_the_project(cls, value: str) -> str:
+        # A path that leaves services/ would copy any host file into the build context.
+        if value.startswith("/") or ".." in Path(value).parts or not value.strip():
+            raise ValueError("src is a relative path inside services/<name>/ or "
+                             "services/common/ (no leading / and no ..)")
+        return value
+
     @field_validator("dest")
     @classmethod
     def _absolute(cls, value: str) -> str:

@@ -581,8 +581,6 @@ def test_non_utf8_template_names_the_template(project_copy: Path) -> None:
 
 
 @pytest.mark.usefixtures("offline_wheels")
-@pytest.mark.xfail(strict=True, reason="render.py reads templates with jinja2's own "
-                   "FileSystemLoader; it should use ipabuild.textsource.TemplateLoader")
 def test_non_utf8_template_through_images(project_copy: Path) -> None:
     (project_copy / "services/kdc/kadm5.acl.j2").write_bytes(b"# acl \xff\n")
     line = _cli_refusal(project_copy, "images", "--service", "kdc", "--quiet", "--render-only",

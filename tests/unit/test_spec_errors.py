@@ -142,3 +142,12 @@ def test_service_without_family_entry(project_copy: Path) -> None:
     service = load_services(project_copy, project, ["ldap"])[0]
     with pytest.raises(UsageError):
         render_service(project_copy, project, service, "nosuch", "base:1")
+
+
+@pytest.mark.parametrize("src", ["/etc/shadow", "../ldap/entrypoint.sh", "x/../../y"])
+def test_file_src_outside_services_is_refused(project_copy: Path, src: str) -> None:
+    """A `src` that leaves services/ would copy any host file into the build context."""
+    spec = project_copy / "services/kdc/service.yaml"
+    edit(spec, "{src: kdc.conf.j2,", f"{{src: '{src}',")
+    result = run_cli(project_copy, "images", "--render-only", str(project_copy / "out"))
+    assert_one_line_error(result, spec, line_of(spec, src), "relative path inside services")

@@ -194,9 +194,27 @@ def check_systemd(_fix: bool) -> Check:
     )
 
 
+def check_secret_records(fix: bool) -> Check:
+    from ipabuild.secretrecords import broken_records, drop_records
+
+    broken = broken_records()
+    fixed = False
+    if broken and fix:
+        drop_records(list(broken))
+        broken, fixed = broken_records(), True
+    names = ", ".join(sorted(broken.values()))
+    return Check(
+        "podman secret records", not broken,
+        "every secret has its data" if not broken else
+        f"records without data (podman 4.3 after `podman system reset`): {names}; "
+        "they can be neither removed nor created again",
+        "" if not broken else "ipabuild doctor --fix (drops the dead records)", fixed=fixed,
+    )
+
+
 CHECKS: list[Callable[[bool], Check]] = [
     check_tools, check_containers_conf, check_subids, check_runtime, check_cgroups,
-    check_kustomize, check_systemd,
+    check_kustomize, check_systemd, check_secret_records,
 ]
 
 

@@ -86,4 +86,12 @@ def store_secrets(client: PodmanClient, files: dict[str, Path]) -> None:
         # ("no secret data with ID"); the create below then replaces it.
         with contextlib.suppress(NotFound, APIError):
             client.secrets.get(name).remove()
-        client.secrets.create(name, path.read_bytes())
+        try:
+            client.secrets.create(name, path.read_bytes())
+        except APIError as exc:
+            if "in use" not in str(exc.explanation or exc):
+                raise
+            raise IpabuildError(
+                f"podman secret {name!r} cannot be replaced: its record outlived its data "
+                "(podman 4.3, e.g. after `podman system reset`); run `ipabuild doctor --fix`"
+            ) from exc

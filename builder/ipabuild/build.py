@@ -28,6 +28,7 @@ from ipabuild import buildah
 from ipabuild.bases import ResolvedBase, base_reference, resolve_base
 from ipabuild.errors import ConfigError, IpabuildError, UsageError
 from ipabuild.imagestore import inspect_image, remove_if_dangling
+from ipabuild.ordering import topological
 from ipabuild.render import BuildContext, render_service
 from ipabuild.spec import Project, Service, Wheel, load_services
 from ipabuild.wheels import fetch_wheel
@@ -94,17 +95,10 @@ def with_stages(root: Path, project: Project, family: str,
     """(build stages in build order, the other services): every stage the services copy
     from, transitively, each before the stages and services that need it."""
     by_name = {s.name: s for s in services}
-    ordered: list[Service] = []
-    visiting: set[str] = set()
 
-    def visit(service: Service) -> None:
-        if service in ordered:
-            return
-        if service.name in visiting:
-            raise UsageError(f"build stages copy from each other in a cycle through "
-                             f"{service.name!r}", "fix copy_from in the service specs")
-        visiting.add(service.name)
+    def stages_of(service: Service) -> list[Service]:
         wanted = service.families.get(family)
+        found = []
         for stage_name in wanted.stages if wanted else []:
             stage = by_name.get(stage_name) or load_services(root, project, [stage_name])[0]
             if stage.mode != "stage":
@@ -113,12 +107,11 @@ def with_stages(root: Path, project: Project, family: str,
                                   f"{stage.mode!r}", None,
                                   f"set `mode: stage` in services/{stage_name}/service.yaml")
             by_name[stage_name] = stage
-            visit(stage)
-        visiting.discard(service.name)
-        ordered.append(service)
+            found.append(stage)
+        return found
 
-    for service in services:
-        visit(service)
+    ordered = topological(services, stages_of, "build stages copy from each other in a cycle",
+                          "fix copy_from in the service specs")
     return ([s for s in ordered if s.mode == "stage"],
             [s for s in ordered if s.mode != "stage"])
 

@@ -217,6 +217,12 @@ class Port(StrictModel):
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
+def _absolute_volume_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("a volume path must be absolute")
+    return value
+
+
 class Volume(StrictModel):
     name: str
     path: str
@@ -225,12 +231,7 @@ class Volume(StrictModel):
         description="holds no state (e.g. a socket another container of the pod shares): "
                     "an emptyDir in Kubernetes, not a PersistentVolumeClaim")
 
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("a volume path must be absolute")
-        return value
+    _absolute = field_validator("path")(_absolute_volume_path)
 
 
 class SharedVolume(StrictModel):
@@ -243,12 +244,7 @@ class SharedVolume(StrictModel):
     volume: str
     path: str
 
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("a volume path must be absolute")
-        return value
+    _absolute = field_validator("path")(_absolute_volume_path)
 
 
 class Healthcheck(StrictModel):

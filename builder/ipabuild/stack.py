@@ -24,6 +24,7 @@ from podman import PodmanClient
 from podman.errors import APIError, NotFound
 
 from ipabuild.errors import IpabuildError, UsageError
+from ipabuild.ordering import topological
 from ipabuild.podman_api import api_error, healthcheck, log_tail, store_secrets
 from ipabuild.resolver import DNS_OPTIONS
 from ipabuild.secrets import SecretFiles
@@ -64,25 +65,8 @@ def userns_base(stack: str) -> int:
 def dependency_order(services: list[Service]) -> list[Service]:
     """Services sorted so that each comes after what it depends on."""
     by_name = {s.name: s for s in services}
-    ordered: list[Service] = []
-    visiting: set[str] = set()
-
-    def visit(service: Service) -> None:
-        if service in ordered:
-            return
-        if service.name in visiting:
-            raise UsageError(f"dependency cycle through {service.name!r}",
-                             "fix depends_on in the service specs")
-        visiting.add(service.name)
-        for dep in service.depends_on:
-            if dep in by_name:
-                visit(by_name[dep])
-        visiting.discard(service.name)
-        ordered.append(service)
-
-    for service in services:
-        visit(service)
-    return ordered
+    return topological(services, lambda s: [by_name[d] for d in s.depends_on if d in by_name],
+                       "dependency cycle", "fix depends_on in the service specs")
 
 
 def with_dependencies(services: list[Service], names: list[str]) -> list[Service]:

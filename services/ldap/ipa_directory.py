@@ -286,7 +286,10 @@ def upgrade() -> None:
 
 
 def needs_upgrade() -> bool:
-    """True when the volume was initialised by another framework version."""
+    """True when the volume was initialised by another (or an unrecorded) framework
+    version: the updates then run again rather than the start failing on a missing file."""
+    if not VERSION_FILE.exists():
+        return True
     return VERSION_FILE.read_text().strip() != framework_version()
 
 

@@ -61,7 +61,7 @@ def main(ctx: click.Context, root: str | None) -> None:
 def images(ctx: click.Context, services: str, family: str | None, tag: str | None,
            push: str | None, tls_verify: bool | None, render_only: str | None,
            json_output: bool, no_cache: bool, jobs: int, quiet: bool) -> None:
-    """Build the unprivileged service images (ldap, kdc, http, ca) with buildah.
+    """Build the unprivileged service images (ldap, kdc, http, ca) and the client toolbox.
 
     Images are named <prefix>/<service>:<tag>. An image whose cache key (rendered
     build context + base image ID) is unchanged is not rebuilt. Bases that cannot be
@@ -76,7 +76,8 @@ def images(ctx: click.Context, services: str, family: str | None, tag: str | Non
         root = _root(ctx.obj["root"])
         project = load_project(root)
         wanted = [s.strip() for s in services.split(",") if s.strip()]
-        loaded = load_services(root, project, wanted)
+        # By default: the split services and the client toolbox a user runs against them.
+        loaded = load_services(root, project, wanted, modes=("split", "client"))
         options = BuildOptions(
             family=family or project.default_family, tag=tag or project.image.tag,
             no_cache=no_cache, jobs=jobs, push=push, tls_verify=tls_verify,
@@ -147,6 +148,49 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
 STACK_OPTION = click.option("--name", default="ipa", show_default=True,
                             help="Stack name: containers, volumes, network and secrets are "
                                  "named ipabuild-<name>-*, so stacks never clash.")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@STACK_OPTION
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM file to trust for the API's TLS (default: pin the certificate the "
+                   "server presents when the toolbox starts).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def client(ctx: click.Context, name: str, ca_file: str | None, command: tuple[str, ...]) -> None:
+    """Run FreeIPA's client tools against a running stack (default: a shell).
+
+    The toolbox image (ipa CLI, ipa-getkeytab, kinit, ldapsearch, curl) runs in a
+    container of its own on the stack's network, configured for the stack's realm; it
+    enrolls nothing and touches nothing on the host. Examples:
+
+      ipabuild client -- sh -c 'kinit admin && ipa user-find'
+
+      ipabuild client --name tenant1 ipa ping
+    """
+    import os
+
+    from ipabuild.clientrun import client_service, plan_client_run
+    from ipabuild.spec import load_project, load_services, service_names
+
+    try:
+        root = _root(ctx.obj["root"])
+        project = load_project(root)
+        toolbox = client_service(load_services(root, project, service_names(root)))
+        _, _, _, stack = _stack_context(ctx.obj["root"], name)
+        hosts = stack.host_entries()
+        environment: dict[str, str] = {}
+        mounts: tuple[str, ...] = ()
+        if ca_file:
+            mounts = (f"{Path(ca_file).resolve()}:/run/ipabuild/ca.pem:ro",)
+            environment["IPA_CA_FILE"] = "/run/ipabuild/ca.pem"
+        run = plan_client_run(project, toolbox, name, project.image.tag,
+                              hosts, sys.stdin.isatty(), environment, mounts)
+    except IpabuildError as exc:
+        _fail(exc)
+        return
+    argv = run.argv(list(command))
+    os.execvp(argv[0], argv)
 
 
 @main.command()

@@ -55,6 +55,8 @@ def _service_entry(project: Project, service: Service, tag: str) -> dict[str, An
     tmpfs = sorted({*service.tmpfs, *(["/run/secrets"] if service.secrets else [])})
     if tmpfs:
         entry["tmpfs"] = tmpfs
+    if service.sysctls:
+        entry["sysctls"] = dict(sorted(service.sysctls.items()))
     volumes = [f"{service.name}-{v.name}:{v.path}" for v in service.volumes]
     volumes += [f"{v.service}-{v.volume}:{v.path}" for v in service.shared_volumes]
     if volumes:

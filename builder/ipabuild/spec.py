@@ -31,6 +31,18 @@ COMMON_DIR = "common"
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
+PRIVILEGED_PORTS = 1024  # the kernel's default net.ipv4.ip_unprivileged_port_start
+
+# Kubernetes' safe sysctls (namespaced; Pod Security baseline and restricted allow them).
+SAFE_SYSCTLS = frozenset({
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start", "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes",
+})
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -212,7 +224,9 @@ class FileEntry(StrictModel):
 
 class Port(StrictModel):
     name: str
-    port: int = Field(ge=1024, le=65535, description="unprivileged port inside the container")
+    port: int = Field(ge=1, le=65535,
+                      description="port inside the container: unprivileged (>= 1024), or "
+                                  "lower only with the sysctl net.ipv4.ip_unprivileged_port_start")
     service_port: int = Field(ge=1, le=65535, description="standard port a Service exposes")
     protocol: Literal["tcp", "udp"] = "tcp"
 
@@ -278,11 +292,13 @@ class Service(StrictModel):
 
     name: str = ""
     description: str
-    mode: Literal["split", "monolithic", "stage"] = Field(
+    mode: Literal["split", "monolithic", "stage", "client"] = Field(
         default="split",
         description="split: one unprivileged service; monolithic: several daemons started "
                     "as root by a supervisor, only ever run in a user namespace; stage: a "
-                    "build stage, never run, whose artifacts other specs copy (copy_from)",
+                    "build stage, never run, whose artifacts other specs copy (copy_from); "
+                    "client: a toolbox a user runs against a stack (`ipabuild client`), "
+                    "built with the split images and never deployed",
     )
     user: int = Field(ge=0, description="numeric USER of the image; 0 only for monolithic")
     aliases: list[str] = Field(
@@ -299,6 +315,11 @@ class Service(StrictModel):
                     "user namespace: needed to share a socket's peer credentials)")
     writable: list[str] = Field(default_factory=list)
     tmpfs: list[str] = Field(default_factory=list)
+    sysctls: dict[str, str] = Field(
+        default_factory=dict,
+        description="namespaced sysctls of the service's own network namespace; only "
+                    "Kubernetes' safe set (allowed by Pod Security 'restricted'), e.g. "
+                    "net.ipv4.ip_unprivileged_port_start to listen on 80/443 unprivileged")
     environment: dict[str, str] = Field(default_factory=dict)
     secrets: list[Secret] = Field(default_factory=list)
     entrypoint: list[str] = Field(default_factory=list)
@@ -311,6 +332,16 @@ class Service(StrictModel):
         description="explicit deviations from the image contract, with the reason",
     )
     read_only_root: bool = True
+
+    @field_validator("sysctls")
+    @classmethod
+    def _safe_sysctls_only(cls, value: dict[str, str]) -> dict[str, str]:
+        unsafe = sorted(set(value) - SAFE_SYSCTLS)
+        if unsafe:
+            raise ValueError(f"{', '.join(unsafe)} is not in Kubernetes' safe sysctl set "
+                             f"(Pod Security 'restricted' refuses it); allowed: "
+                             + ", ".join(sorted(SAFE_SYSCTLS)))
+        return value
 
     @field_validator("user")
     @classmethod
@@ -325,6 +356,15 @@ class Service(StrictModel):
             raise ValueError("`entrypoint` is required (only a `mode: stage` spec has none)")
         if self.mode == "stage" and (self.ports or self.volumes or self.secrets):
             raise ValueError("a build stage is never run: it has no ports, volumes or secrets")
+        start = int(self.sysctls.get("net.ipv4.ip_unprivileged_port_start", PRIVILEGED_PORTS))
+        low = sorted(p.port for p in self.ports if p.port < start)
+        if low:
+            raise ValueError(
+                f"port {low[0]} is privileged and the image never has a capability: use a "
+                f"port >= {start}, or set sysctls: {{net.ipv4.ip_unprivileged_port_start: "
+                f"\"{low[0]}\"}} (namespaced, allowed by Pod Security 'restricted')")
+        if self.mode == "client" and (self.ports or self.volumes or self.secrets):
+            raise ValueError("a client is never deployed: it has no ports, volumes or secrets")
         return self
 
 
@@ -428,8 +468,9 @@ def service_names(root: Path) -> list[str]:
     return sorted(p.parent.name for p in base.glob(f"*/{SERVICE_FILE}"))
 
 
-def load_services(root: Path, project: Project, wanted: list[str] | None = None) -> list[Service]:
-    """Load the named services; with ``wanted`` empty, every split-mode service (a
+def load_services(root: Path, project: Project, wanted: list[str] | None = None,
+                  modes: tuple[str, ...] = ("split",)) -> list[Service]:
+    """Load the named services; with ``wanted`` empty, every service of ``modes`` (a
     monolithic image is built and run only when asked for by name)."""
     known = service_names(root)
     names = wanted or known
@@ -439,7 +480,7 @@ def load_services(root: Path, project: Project, wanted: list[str] | None = None)
             f"unknown service {', '.join(unknown)}", "choose from: " + ", ".join(known)
         )
     loaded = [load_service(root, name, project) for name in names]
-    return loaded if wanted else [s for s in loaded if s.mode == "split"]
+    return loaded if wanted else [s for s in loaded if s.mode in modes]
 
 
 def find_root(start: Path) -> Path:

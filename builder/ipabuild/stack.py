@@ -152,6 +152,8 @@ class ServicePlan:
             "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
             "init": True,
         }
+        if service.sysctls:
+            args["sysctls"] = dict(service.sysctls)
         if self.in_userns:
             base = userns_base(self.stack)
             mapping = [{"container_id": 0, "host_id": base, "size": USERNS_SIZE}]
@@ -210,6 +212,16 @@ class Stack:
     def containers(self) -> list:
         return self.client.containers.list(
             all=True, filters={"label": f"{STACK_LABEL}={self.name}"})
+
+    def host_entries(self) -> list[str]:
+        """The fixed ``name:address`` entries of the running stack (what each of its
+        containers got from ``up``), for a client container on its network; none when
+        nothing runs."""
+        for listed in self.containers():
+            if _state(listed) == "running":
+                inspected = self.client.containers.get(listed.id)
+                return sorted(inspected.attrs.get("HostConfig", {}).get("ExtraHosts") or [])
+        return []
 
     def missing_images(self) -> list[str]:
         return [p.image for p in self.plans if not self.client.images.exists(p.image)]

@@ -150,6 +150,10 @@ def _pod_template(service: Service, members: list[Service]) -> dict[str, Any]:
             f"{service.init.reason or 'see the service spec'}")
     pod_security: dict[str, Any] = {"runAsNonRoot": True,
                                     "seccompProfile": {"type": "RuntimeDefault"}}
+    sysctls = {name: value for m in members for name, value in m.sysctls.items()}
+    if sysctls:
+        # One network namespace per pod: its members' sysctls together.
+        pod_security["sysctls"] = [{"name": n, "value": v} for n, v in sorted(sysctls.items())]
     if any(m.volumes or m.shared_volumes for m in members):
         # Volumes group-owned by GID 0, the runtime group of every image (OpenShift replaces
         # this with the namespace's fsGroup: see components/openshift).

@@ -53,6 +53,32 @@ run_tomcat() {
     exec /usr/share/tomcat9/bin/catalina.sh run
 }
 
+# FreeIPA's clients and servers find the IPA CA's certificate in the directory, at
+# cn=CAcert,cn=ipa,cn=etc (what the installer's certstore writes): the http service reads
+# it from there over GSSAPI, so the certificate it trusts is authenticated by Kerberos.
+publish_ca_certificate() {
+    local dn="cn=CAcert,cn=ipa,cn=etc,$IPA_SUFFIX" der pw rc=0
+    local nick
+    nick=$(sed -n 's/^ca\.signing\.nickname=//p' "$cs_cfg")
+    der=$(certutil -L -d "/etc/pki/$instance/alias" -n "$nick" -r 2>/dev/null | base64 -w0) || true
+    [ -n "$der" ] || ipabuild_die "no CA signing certificate '$nick' in /etc/pki/$instance/alias"
+    pw=$(umask 077; mktemp /tmp/dm.XXXXXX)
+    ipabuild_secret ldap-dm-password >"$pw"
+    # The entry is made by ldap's update files (19-ipabuild-ca-certificate.update).
+    printf 'dn: %s\nchangetype: modify\nadd: cACertificate;binary\ncACertificate;binary:: %s\n' \
+        "$dn" "$der" | ldapmodify -x -H "ldap://$ldap_host:$ldap_port" -D "cn=Directory Manager" \
+        -y "$pw" >/dev/null 2>/tmp/ipabuild-ca-publish.err || rc=$?
+    rm -f "$pw"
+    case $rc in
+        0) ipabuild_log "published the CA certificate at $dn" ;;
+        20) ;;  # already there
+        32) ipabuild_die "$dn does not exist: the ldap image predates it; start a newer" \
+               "ldap image (its update files add the entry)" ;;
+        *) ipabuild_die "publishing the CA certificate at $dn failed (ldapadd exit $rc):" \
+               "$(tr '\n' ' ' </tmp/ipabuild-ca-publish.err)" ;;
+    esac
+}
+
 mode_run() {
     ipabuild_ensure_user
     ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
@@ -67,6 +93,7 @@ mode_run() {
         done
         ipabuild_log "the init step has finished; starting"
     fi
+    publish_ca_certificate
     run_tomcat
 }
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import random
 import signal
@@ -62,6 +63,11 @@ SKIPPED_UPDATE_PLUGINS: dict[str, str] = {
         "sets how replicas ask each other for DNA ID ranges; it waits 60 s for the "
         "shared-config entries of a server restart with listeners off, which this "
         "single-directory stack never has"),
+    "update_upload_cacrt": (
+        "uploads the CA certificates of 389-ds's own NSS database into IPA's certificate "
+        "store as trusted; in the split stack that database holds only 389-ds's "
+        "self-signed CA, never IPA's: the ca service publishes the IPA CA's certificate "
+        "into cn=CAcert (made by 19-ipabuild-ca-certificate.update)"),
 }
 # KrbInstance's directory steps (krbinstance.py), run here because they are LDIF only.
 KERBEROS_LDIFS = ("kerberos.ldif", "default-aci.ldif", "pwd-extop-conf.ldif")
@@ -83,9 +89,15 @@ def secret(name: str) -> str:
 
 
 def framework_version() -> str:
+    """FreeIPA's version plus a digest of the update files: a newer image whose update
+    set differs in any way (FreeIPA's or ipabuild's own) re-applies them on an old volume."""
+    from ipaplatform.paths import paths
     from ipapython.version import VERSION
 
-    return str(VERSION)
+    digest = hashlib.sha256()
+    for name in sorted(glob.glob(os.path.join(paths.UPDATES_DIR, "*.update"))):
+        digest.update(os.path.basename(name).encode() + b"\0" + Path(name).read_bytes())
+    return f"{VERSION}+updates.{digest.hexdigest()[:12]}"
 
 
 # --- ns-slapd while initialising --------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -54,6 +55,11 @@ def sandbox() -> Iterator[Sandbox]:
 @pytest.fixture(scope="session")
 def stack(built: dict[str, dict]) -> Iterator[str]:
     build_client_image()
+    reused = os.environ.get("IPABUILD_TEST_STACK")
+    if reused:
+        # A developer's running stack (`ipabuild up --name NAME`): used, never taken down.
+        yield reused
+        return
     name = f"t{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
     result = ipabuild("up", "--name", name, *STACK_SERVICES)

@@ -5,28 +5,35 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration.podman_cli import sh
 
-CLIENT_IMAGE = "localhost/ipabuild-test/client:latest"
+CLIENT_IMAGE = "localhost/ipabuild/client:latest"
+ROOT = Path(__file__).resolve().parents[2]
 REALM = "EXAMPLE.TEST"
 DOMAIN = "example.test"
 KINIT_ADMIN = 'printf "%s" "$PW" | kinit admin >/dev/null'
 
 
 def build_client_image() -> str:
-    bases = sh(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
-    base = next(b for b in bases if "/base-debian-trixie:" in b)
-    sh(["buildah", "bud", "-q", "--layers", "--build-arg", f"BASE={base}", "-t", CLIENT_IMAGE,
-        str(Path(__file__).parent / "client")])
+    """The client toolbox (services/client: the ipa CLI, kinit, ldapsearch, curl), built
+    or found cached by ipabuild itself, as a user gets it."""
+    result = subprocess.run([sys.executable, "-m", "ipabuild.cli", "--root", str(ROOT), "images",
+                             "--service", "client", "--quiet"],
+                            capture_output=True, text=True, timeout=1800, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return CLIENT_IMAGE
 
 
 def krb5_conf(kdc: str, udp_limit: int) -> str:
     """A client krb5.conf; ``udp_limit`` 1 forces TCP, 65535 makes UDP the first try."""
+    # forwardable: the API's constrained delegation (S4U2Proxy) needs forwardable
+    # evidence tickets, as FreeIPA's own client configuration sets.
     return (f"[libdefaults]\n default_realm = {REALM}\n dns_lookup_kdc = false\n rdns = false\n"
+            f" forwardable = true\n"
             f" udp_preference_limit = {udp_limit}\n"
             f"[realms]\n {REALM} = {{\n  kdc = {kdc}\n  kpasswd_server = kdc.{DOMAIN}:8464\n"
             f"  http_anchors = FILE:/tmp/http.pem\n }}\n"

@@ -48,7 +48,7 @@ def test_compose_stack_serves_kinit_and_spnego(compose_project: str) -> None:
     password = (ROOT / ".ipabuild/secrets/compose/admin-password").read_text()
     script = ('printf "%s" "$KRB5_CONF_TEXT" > /tmp/krb5.conf; export KRB5_CONFIG=/tmp/krb5.conf; '
               'printf "%s" "$PW" | kinit admin >/dev/null && klist && '
-              "curl -sSk --negotiate -u : https://http.example.test:8443/ipa/whoami")
+              "curl -sSk --negotiate -u : https://http.example.test/ipa/whoami")
     result = subprocess.run(
         ["podman", "run", "--rm", "--network", f"{compose_project}_ipa", "-e", f"PW={password}",
          "-e", f"KRB5_CONF_TEXT={krb5_conf('kdc.example.test:8088', 1465)}", CLIENT_IMAGE,

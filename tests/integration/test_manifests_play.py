@@ -142,7 +142,7 @@ def play_client(played: Play) -> Client:
 
 
 def test_played_stack_issues_tickets_and_serves_spnego_and_gssapi(play_client: Client) -> None:
-    url = "https://http.example.test:8443/ipa/whoami"
+    url = "https://http.example.test/ipa/whoami"
     result = play_client.run(
         f"{KINIT_ADMIN} && klist && curl -sSk --negotiate -u : {url} && echo && "
         "ldapwhoami -N -Y GSSAPI -H ldap://ldap.example.test:3389",
@@ -158,7 +158,7 @@ def test_played_ca_answers_through_the_web_front(play_client: Client) -> None:
     while True:
         result = play_client.run(
             "curl -sSfk -H 'Accept: application/json' "
-            "https://http.example.test:8443/ca/rest/certs/0x1")
+            "https://http.example.test/ca/rest/certs/0x1")
         if result.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(3)

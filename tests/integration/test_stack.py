@@ -58,7 +58,7 @@ def test_sasl_gssapi_bind_maps_to_the_user_entry(client: Client) -> None:
 
 
 def test_spnego_returns_the_principal_and_401_without_ticket(client: Client) -> None:
-    url = "https://http.example.test:8443/ipa/whoami"
+    url = "https://http.example.test/ipa/whoami"
     result = client.run(f"{KINIT_ADMIN} && curl -sSk --negotiate -u : {url}; kdestroy; "
                         f"curl -sk -o /dev/null -w 'anon:%{{http_code}}' {url}",
                         env=admin_env(client))
@@ -68,10 +68,10 @@ def test_spnego_returns_the_principal_and_401_without_ticket(client: Client) -> 
 
 def test_kinit_through_the_kdc_proxy(client: Client) -> None:
     result = client.run(
-        "openssl s_client -connect http.example.test:8443 </dev/null 2>/dev/null "
+        "openssl s_client -connect http.example.test:443 </dev/null 2>/dev/null "
         "| openssl x509 > /tmp/http.pem && "
         f"export KRB5_TRACE=/dev/stderr; {KINIT_ADMIN} && klist",
-        kdc="https://http.example.test:8443/KdcProxy", env=admin_env(client))
+        kdc="https://http.example.test/KdcProxy", env=admin_env(client))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "krbtgt/EXAMPLE.TEST" in result.stdout
     assert "Sending HTTPS request" in result.stderr
@@ -103,7 +103,7 @@ def test_ca_issues_a_certificate_openssl_verifies(issued_serial: str) -> None:
 def _serial_status(client: Client, serial: str) -> str:
     """The HTTP status of a certificate lookup through http's /ca proxy."""
     result = client.run(f"curl -sk -o /dev/null -w '%{{http_code}}' "
-                        f"https://http.example.test:8443/ca/rest/certs/{serial}")
+                        f"https://http.example.test/ca/rest/certs/{serial}")
     return result.stdout.strip()
 
 

@@ -189,8 +189,9 @@ def test_ldap_reachable_only_from_its_clients(built: dict[str, list[dict[str, An
     assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny
     rule = policies["ldap-allow"]["spec"]["ingress"][0]
     sources = {f["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for f in rule["from"]}
-    # The services whose specs use ldap: ca, and kdc, which runs in ldap's own pod.
-    assert sources == {"ldap", "ca"}
+    # The services whose specs use ldap: ca, http (the API binds as the calling user),
+    # and kdc, which runs in ldap's own pod.
+    assert sources == {"ldap", "ca", "http"}
     kdc = policies["kdc-allow"]["spec"]
     assert kdc["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "ldap"
     assert "from" not in kdc["ingress"][0]  # public on its ports

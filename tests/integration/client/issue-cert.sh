@@ -5,7 +5,7 @@
 set -e; cd /tmp
 # Retries: the CA may still be warming up behind the proxy right after the stack is up.
 curl -sSfk --retry 10 --retry-delay 3 --retry-all-errors -H 'Accept: application/json' \
-    -o ca.json https://http.example.test:8443/ca/rest/certs/0x1
+    -o ca.json https://http.example.test/ca/rest/certs/0x1
 python3 -c "import json,sys; print(json.load(open('ca.json'))['Encoded'])" > ca.pem
 echo pass > nsspw; pki -d nss -C nsspw client-init >/dev/null
 pki -d nss -C nsspw client-cert-import --ca-cert ca.pem CA >/dev/null

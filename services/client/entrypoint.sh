@@ -1,0 +1,56 @@
+#!/bin/bash
+# The client toolbox: writes the configuration a FreeIPA client reads (default.conf,
+# krb5.conf, the TLS anchor) under /tmp/ipa from the environment, then runs the command.
+# Nothing is enrolled and nothing on the host is touched.
+#   IPA_SERVER      the API's host name (default http.$IPA_DOMAIN)
+#   IPA_KDC         the KDC, host:port (default kdc.$IPA_DOMAIN:8088)
+#   IPA_CA_FILE     a PEM file to trust for the API's TLS; unset: the server's certificate
+#                   as presented at start is pinned (trust on first use), and said so
+set -euo pipefail
+conf=/tmp/ipa
+server=${IPA_SERVER:-http.$IPA_DOMAIN}
+kdc=${IPA_KDC:-kdc.$IPA_DOMAIN:8088}
+uri="https://$server"  # port 443: the ipa CLI knows no other
+log() { printf 'ipabuild-client: %s\n' "$*" >&2; }
+
+mkdir -p "$conf"
+cat >"$conf/default.conf" <<CONF
+[global]
+realm = $IPA_REALM
+domain = $IPA_DOMAIN
+basedn = $IPA_SUFFIX
+server = $server
+host = $(hostname -f 2>/dev/null || hostname)
+xmlrpc_uri = $uri/ipa/xml
+CONF
+cat >"$conf/krb5.conf" <<CONF
+[libdefaults]
+    default_realm = $IPA_REALM
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+    dns_canonicalize_hostname = false
+    forwardable = true
+[realms]
+    $IPA_REALM = {
+        kdc = $kdc
+        kpasswd_server = ${kdc%:*}:8464
+    }
+[domain_realm]
+    .$IPA_DOMAIN = $IPA_REALM
+    $IPA_DOMAIN = $IPA_REALM
+CONF
+
+if [ -n "${IPA_CA_FILE:-}" ]; then
+    cp "$IPA_CA_FILE" "$conf/ca.crt"
+else
+    if openssl s_client -connect "$server:443" -servername "$server" </dev/null 2>/dev/null \
+        | openssl x509 >"$conf/ca.crt" 2>/dev/null; then
+        log "trusting the certificate $server presents now (set IPA_CA_FILE to pin one)"
+    else
+        log "cannot reach $server:443 for its certificate; the ipa CLI will fail TLS"
+    fi
+fi
+export IPA_CONFDIR=$conf KRB5_CONFIG=${KRB5_CONFIG:-$conf/krb5.conf} HOME=${HOME:-/tmp}
+[ -w "$HOME" ] || export HOME=/tmp
+exec "$@"

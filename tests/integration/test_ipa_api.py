@@ -1,0 +1,113 @@
+"""FreeIPA's own API and `ipa` CLI against the split stack: the http service runs
+ipaserver under mod_wsgi, authenticates with SPNEGO and reaches ldap with the caller's
+delegated (S4U2Proxy) credentials. Every command runs in the client toolbox
+(services/client) from a fresh container, as a user would run it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.integration.stack_client import KINIT_ADMIN, Client, admin_env
+
+ADMIN = f"{KINIT_ADMIN} && "
+
+
+def ipa(client: Client, script: str, **env: str) -> str:
+    """Run ``script`` as admin (kinit first); assert it succeeded; its output."""
+    result = client.run(ADMIN + script, env={**admin_env(client), **env})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def _kinit(client: Client, principal: str, answers: str) -> tuple[int, str]:
+    result = client.run('printf "$ANSWERS" | kinit "$P" && klist',
+                        env={"ANSWERS": answers, "P": principal})
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def alice(client: Client) -> dict[str, str]:
+    """alice, added through the API with an initial password (IPA marks it expired)."""
+    user = f"alice{uuid.uuid4().hex[:4]}"
+    initial, chosen = f"Init-{uuid.uuid4().hex[:10]}", f"Mine-{uuid.uuid4().hex[:10]}"
+    out = ipa(client, 'printf "%s\\n%s\\n" "$IPW" "$IPW" | '
+                      'ipa user-add "$U" --first Alice --last Liddell --password',
+              U=user, IPW=initial)
+    assert f'Added user "{user}"' in out, out
+    return {"uid": user, "initial": initial, "chosen": chosen}
+
+
+def test_ipa_ping_answers_with_the_server_version(client: Client) -> None:
+    out = ipa(client, "ipa ping")
+    assert "IPA server version 4.12.4" in out, out
+
+
+def test_user_add_find_show(client: Client, alice: dict[str, str]) -> None:
+    out = ipa(client, 'ipa user-find "$U" && ipa user-show "$U" --all', U=alice["uid"])
+    assert "1 user matched" in out, out
+    assert "Last name: Liddell" in out and "First name: Alice" in out, out
+    assert f"Principal name: {alice['uid']}@EXAMPLE.TEST" in out, out
+    # ipa-pwd-extop made Kerberos keys from the password the API set.
+    assert "Kerberos keys available: True" in out, out
+    # DNA gave real IDs (not the -1 placeholder) and Managed Entries the private group.
+    uid_number = next(line.split(":")[1].strip() for line in out.splitlines()
+                      if line.strip().startswith("UID:"))
+    assert int(uid_number) > 0, out
+
+
+def test_group_add_and_membership(client: Client, alice: dict[str, str]) -> None:
+    group = f"readers{uuid.uuid4().hex[:4]}"
+    out = ipa(client, 'ipa group-add "$G" --desc "Readers" && '
+                      'ipa group-add-member "$G" --users "$U" && ipa group-show "$G" && '
+                      'ipa user-show "$U"', G=group, U=alice["uid"])
+    assert "Number of members added 1" in out, out
+    assert f"Member users: {alice['uid']}" in out, out
+    assert group in out.split("Member of groups:")[-1], out
+
+
+def test_first_kinit_changes_the_expired_password_then_ipa_passwd_resets_it(
+        client: Client, alice: dict[str, str]) -> None:
+    user, initial, chosen = alice["uid"], alice["initial"], alice["chosen"]
+    code, out = _kinit(client, user, f"{initial}\\n{chosen}\\n{chosen}\\n")
+    assert code == 0 and "expired" in out.lower(), out
+    code, out = _kinit(client, user, f"{initial}\\n")
+    assert code != 0, "the initial password still works after the change:\n" + out
+
+    # ipa passwd by an administrator: a reset, so IPA marks it expired again and the
+    # user's next kinit changes it. (A user's own `ipa passwd` needs TLS from http to
+    # ldap, which the split stack does not have yet: docs/freeipa.md.)
+    reset, newer = f"Reset-{uuid.uuid4().hex[:10]}", f"New-{uuid.uuid4().hex[:10]}"
+    out = ipa(client, 'printf "%s\\n%s\\n" "$NEW" "$NEW" | ipa passwd "$U"', U=user, NEW=reset)
+    assert f'Changed password for "{user}@EXAMPLE.TEST"' in out, out
+    code, out = _kinit(client, user, f"{chosen}\\n")
+    assert code != 0, "the password before the reset still works:\n" + out
+    code, out = _kinit(client, user, f"{reset}\\n{newer}\\n{newer}\\n")
+    assert code == 0 and "expired" in out.lower(), out
+
+
+def test_disabled_user_cannot_kinit(client: Client) -> None:
+    user, password = f"bob{uuid.uuid4().hex[:4]}", f"Pw-{uuid.uuid4().hex[:10]}"
+    chosen = f"Bob-{uuid.uuid4().hex[:10]}"
+    ipa(client, 'printf "%s\\n%s\\n" "$P" "$P" | ipa user-add "$U" --first Bob --last B '
+                '--password', U=user, P=password)
+    code, out = _kinit(client, user, f"{password}\\n{chosen}\\n{chosen}\\n")
+    assert code == 0, out
+    out = ipa(client, 'ipa user-disable "$U"', U=user)
+    assert f'Disabled user account "{user}"' in out, out
+    code, out = _kinit(client, user, f"{chosen}\\n")
+    assert code != 0, "a disabled user got a ticket:\n" + out
+    assert "revoked" in out.lower() or "disabled" in out.lower(), out
+
+
+def test_host_and_service_add(client: Client) -> None:
+    """host-add and service-add through the API. (ipa-getkeytab for the service needs
+    StartTLS to ldap with the IPA CA's certificate, which ldap does not serve yet:
+    docs/freeipa.md.)"""
+    host = f"web{uuid.uuid4().hex[:4]}.example.test"
+    out = ipa(client, 'ipa host-add "$H" --force && ipa service-add "HTTP/$H" --force && '
+                      'ipa service-show "HTTP/$H" && ipa host-show "$H"', H=host)
+    assert f'Added host "{host}"' in out, out
+    assert f'Added service "HTTP/{host}@EXAMPLE.TEST"' in out, out
+    assert f"Managed by: {host}" in out, out

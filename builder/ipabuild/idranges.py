@@ -147,6 +147,12 @@ class StackIds:
         return ranges + [Interval(uid, 1, f"{owner} ({service})")
                          for service, uid in sorted(self.uids.items())]
 
+    def describe(self) -> str:
+        """One line for people: "user namespace A-B, UID N (service), ..."."""
+        parts = [f"user namespace {self.userns}"] if self.userns else []
+        return ", ".join(parts + [f"UID {uid} ({service})"
+                                  for service, uid in sorted(self.uids.items())])
+
     def to_json(self) -> dict[str, object]:
         return {"userns": [self.userns.start, self.userns.size] if self.userns else None,
                 "uids": dict(sorted(self.uids.items()))}

@@ -438,7 +438,7 @@ class Stack:
             volume.remove(force=True)
             removed.append(f"volume {volume.name}")
         if volumes and (released := registry.release(self.name)) is not None:
-            removed.append("host IDs " + ", ".join(map(str, released.intervals(self.name))))
+            removed.append(f"host IDs {released.describe()} (back to the registry)")
         return removed
 
     def _remove_containers(self) -> list[str]:

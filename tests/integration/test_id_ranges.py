@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ipabuild.idranges import USERNS_SIZE, legacy_userns_base
+from ipabuild.idranges import UID_POOL, USERNS_SIZE, legacy_uid, legacy_userns_base
 from tests.integration.conftest import ROOT, ipabuild
 from tests.integration.podman_cli import sh
 
@@ -74,6 +74,19 @@ def userns_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     spec["init"] = {"command": ["/bin/sh", "-c", f"chown -R {spec['user']}:0 {paths}"],
                     "root_in_user_namespace": True, "reason": "test: needs a namespace range"}
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    monkeypatch.setenv("IPABUILD_STATE_DIR", str(tmp_path / "state"))
+    return root
+
+
+@pytest.fixture
+def plain_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project as it is (ldap a split service)."""
+    if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
+        pytest.skip(f"{IMAGE} is not in local storage (build it with `ipabuild images`)")
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(SPECS / "ipabuild.yaml", root)
+    shutil.copytree(SPECS / "services", root / "services")
     monkeypatch.setenv("IPABUILD_STATE_DIR", str(tmp_path / "state"))
     return root
 
@@ -144,3 +157,23 @@ def test_colliding_names_come_up_at_once_on_disjoint_ranges(userns_root: Path,
             ipabuild("down", "--name", name, "--volumes", root=userns_root)
     assert ipabuild("down", "--name", first, "--volumes", root=userns_root).returncode == 2
     assert (state / "idranges.json").read_text().count('"uids"') == 0  # both released
+
+
+def test_a_stack_from_before_the_registry_keeps_its_uids(plain_root: Path) -> None:
+    """Volumes without the host-IDs label were made for the UID the old hash gave:
+    the stack keeps it (its data stays readable); a new stack gets one from the pool."""
+    old, new = f"rngold{uuid.uuid4().hex[:4]}", f"rngnew{uuid.uuid4().hex[:4]}"
+    for volume in ("data", "ldapi"):
+        sh(["podman", "volume", "create", "--label", f"io.ipabuild.stack={old}",
+            f"ipabuild-{old}-ldap-{volume}"])
+    try:
+        for name in (old, new):
+            up = ipabuild("up", "--name", name, "--service", "ldap", root=plain_root)
+            assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        uids = {name: int(sh(["podman", "inspect", f"ipabuild-{name}-ldap", "--format",
+                              "{{.Config.User}}"]).stdout.split(":")[0]) for name in (old, new)}
+        assert uids[old] == legacy_uid(old, "ldap")
+        assert UID_POOL.start <= uids[new] < UID_POOL.end
+    finally:
+        for name in (old, new):
+            ipabuild("down", "--name", name, "--volumes", root=plain_root)

@@ -42,6 +42,7 @@ USERNS_SIZE = 65536
 SUBID_USER = "containers"
 SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
 REGISTRY_FILE = "idranges.json"
+IDS_LABEL = "io.ipabuild.host-ids"  # on volumes: "uid=N" or "userns=START:SIZE"
 LEGACY_USERNS_BASE = 200_000_000
 LEGACY_UIDS = (1_000_000_000, 1_000_000_000)  # start, size of the old stable_uid values
 MAX_USER_ID = 2_147_483_647  # podman: "uids and gids must be in range 0-2147483647"
@@ -152,6 +153,11 @@ class StackIds:
         parts = [f"user namespace {self.userns}"] if self.userns else []
         return ", ".join(parts + [f"UID {uid} ({service})"
                                   for service, uid in sorted(self.uids.items())])
+
+    def update(self, other: StackIds) -> None:
+        """Take ``other``'s namespace range (if any) and UIDs."""
+        self.userns = other.userns or self.userns
+        self.uids.update(other.uids)
 
     def to_json(self) -> dict[str, object]:
         return {"userns": [self.userns.start, self.userns.size] if self.userns else None,
@@ -316,3 +322,16 @@ def _host_accounts() -> list[Interval]:
     """Host users and groups (from NSS): a split UID must not be someone's on the host."""
     ids = {entry.pw_uid for entry in pwd.getpwall()} | {entry.gr_gid for entry in grp.getgrall()}
     return [Interval(i, 1, "a host account") for i in sorted(ids)]
+
+
+def volume_ids(label: str, stack: str, service: str, in_userns: bool) -> StackIds:
+    """The IDs a volume of ``service`` was made for: its ``IDS_LABEL`` value, or for a
+    volume made before the registry (no label), the IDs then derived from the names."""
+    kind, _, value = label.partition("=")
+    if in_userns:
+        start, _, size = value.partition(":")
+        if kind == "userns" and start.isdigit() and size.isdigit():
+            return StackIds(Interval(int(start), int(size)))
+        return StackIds(Interval(legacy_userns_base(stack), USERNS_SIZE))
+    return StackIds(uids={service: int(value) if kind == "uid" and value.isdigit()
+                          else legacy_uid(stack, service)})

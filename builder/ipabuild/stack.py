@@ -28,12 +28,10 @@ from podman.errors import APIError, NotFound
 
 from ipabuild.errors import IpabuildError, UsageError
 from ipabuild.idranges import (
-    USERNS_SIZE,
-    Interval,
+    IDS_LABEL,
     Registry,
     StackIds,
-    legacy_uid,
-    legacy_userns_base,
+    volume_ids,
 )
 from ipabuild.idusage import foreign_ranges
 from ipabuild.locks import held, stack_lock
@@ -45,7 +43,6 @@ from ipabuild.spec import Project, Service
 
 STACK_LABEL = "io.ipabuild.stack"
 SERVICE_LABEL = "io.ipabuild.service"
-IDS_LABEL = "io.ipabuild.host-ids"  # on volumes: "uid=N" or "userns=START:SIZE"
 STACK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 READY_MARGIN = 30
 FIRST_HOST = 10  # services' fixed addresses: subnet host 10, 11, ...
@@ -313,26 +310,16 @@ class Stack:
             foreign=lambda: foreign_ranges(self.client, STACK_LABEL, self.name))
 
     def _volume_evidence(self) -> StackIds:
-        """The host IDs existing volumes were made for: their ``IDS_LABEL``, or for a
-        volume made before the registry, the IDs then derived from the names."""
+        """The host IDs the stack's existing volumes were made for (see ``volume_ids``)."""
         found = StackIds()
         for plan in self.plans:
             for volume in plan.service.volumes:
                 try:
-                    labels = self.client.volumes.get(plan.volume(volume.name)).attrs
+                    attrs = self.client.volumes.get(plan.volume(volume.name)).attrs
                 except NotFound:
                     continue
-                kind, _, value = str((labels.get("Labels") or {}).get(IDS_LABEL, "")
-                                     ).partition("=")
-                if plan.in_userns:
-                    start, _, size = value.partition(":")
-                    found.userns = (Interval(int(start), int(size))
-                                    if kind == "userns" and start.isdigit() and size.isdigit()
-                                    else Interval(legacy_userns_base(self.name), USERNS_SIZE))
-                else:
-                    found.uids[plan.service.name] = (
-                        int(value) if kind == "uid" and value.isdigit()
-                        else legacy_uid(self.name, plan.service.name))
+                label = str((attrs.get("Labels") or {}).get(IDS_LABEL, ""))
+                found.update(volume_ids(label, self.name, plan.service.name, plan.in_userns))
         return found
 
     def _ensure_network(self) -> dict[str, str]:

@@ -21,8 +21,10 @@ from ipabuild.idranges import (
     Registry,
     StackIds,
     first_fit,
+    legacy_uid,
     legacy_userns_base,
     subtract,
+    volume_ids,
 )
 
 SUB_START = 2_147_483_647
@@ -258,3 +260,13 @@ def test_images_waits_for_another_build(tmp_path: Path, capsys: pytest.CaptureFi
     finally:
         child.join()
     assert f"waiting for the image build of PID {child.pid}" in capsys.readouterr().err
+
+
+def test_volume_labels_say_what_a_volume_is_owned_by() -> None:
+    assert volume_ids("uid=2000000007", "t", "a", False) == StackIds(uids={"a": 2000000007})
+    assert volume_ids(f"userns=3000000000:{USERNS_SIZE}", "t", "a", True) == StackIds(
+        Interval(3_000_000_000, USERNS_SIZE))
+    # No label: the volume was made before the registry, for the old hash's IDs.
+    assert volume_ids("", "t", "a", False) == StackIds(uids={"a": legacy_uid("t", "a")})
+    assert volume_ids("", "t", "a", True) == StackIds(
+        Interval(legacy_userns_base("t"), USERNS_SIZE))

@@ -9,6 +9,11 @@ are built first, once, and also tagged ``stage-<key>``; the images that copy fro
 stage name that content-addressed tag in their ``COPY --from``, so their own key
 moves exactly when the stage's does, and a change to one service's templates never
 rebuilds the stage.
+
+Builds hold a host-wide lock (``locks.images_lock``): every checkout writes the same
+images (``localhost/ipabuild/*``) into one podman storage and its contexts under one
+state directory, so a second ``ipabuild images`` waits, saying so on stderr, instead of
+rewriting a context under a running buildah or untagging what the first just built.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +34,7 @@ from ipabuild import buildah
 from ipabuild.bases import ResolvedBase, base_reference, resolve_base
 from ipabuild.errors import ConfigError, IpabuildError, UsageError
 from ipabuild.imagestore import inspect_image, remove_if_dangling
+from ipabuild.locks import held, images_lock
 from ipabuild.ordering import topological
 from ipabuild.render import BuildContext, render_service
 from ipabuild.spec import Project, Service, Wheel, load_services
@@ -126,6 +133,13 @@ def git_revision(root: Path) -> str:
     return out.stdout.strip() or "unknown"
 
 
+def _say_waiting(pid: int | None) -> None:
+    """Tell whoever waits why (on stderr: with --json the document owns stdout)."""
+    holder = f"PID {pid}" if pid else "another process"
+    print(f"ipabuild: waiting for the image build of {holder} to finish "
+          "(one `ipabuild images` at a time per host)", file=sys.stderr, flush=True)
+
+
 def failed_step(log_text: str) -> str:
     """The last buildah STEP line of a log: where the build stopped."""
     steps = STEP_LINE.findall(log_text)
@@ -158,6 +172,10 @@ class ImageBuilder:
         stages, others = with_stages(self.root, self.project, self.options.family, services)
         if self.options.render_only is not None:
             return [self._render_only(s, self.options.render_only) for s in stages + others]
+        with held(images_lock(), "the image store", on_wait=_say_waiting):
+            return self._build_all(stages, others)
+
+    def _build_all(self, stages: list[Service], others: list[Service]) -> list[ImageResult]:
         bases = self._resolve_bases(stages + others)
         refs: dict[str, str] = {}
         results: list[ImageResult] = []

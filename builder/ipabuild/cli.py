@@ -389,7 +389,8 @@ def verify(name: str | None, mode: str | None, pytest_args: tuple[str, ...]) -> 
     fields; no user-namespace map onto host UID 0 (a container in the host's namespace
     must have NoNewPrivs and no capabilities instead); host GID 0 reported as a warning;
     capabilities as the contract says; inside view through testinfra's podman backend
-    (user, read-only root, unprivileged listening ports); stacks on disjoint host UIDs.
+    (user, read-only root, unprivileged listening ports); stacks on disjoint host UIDs, and
+    each stack's uid_map/gid_map ranges disjoint from every other container's.
     Exit status 1 names the offending process. Extra arguments go to pytest.
     """
     from ipabuild.verify import verify as run_verify

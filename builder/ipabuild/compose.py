@@ -5,6 +5,13 @@ same choices as ``ipabuild up``: stable arbitrary UIDs with GID 0, read-only roo
 capabilities dropped, secrets as mounted podman secrets (``ipabuild secrets --name
 compose --podman`` creates them), a network alias per service, and for a service whose
 init step needs root: that step as a one-shot service, both in a user namespace.
+
+Its host IDs are fixed, not allocated: the file is committed, drift-checked and run
+by podman-compose on hosts that never consult ipabuild's registry, so it cannot
+depend on one host's allocations. They are the values the ``compose`` stack always
+had (``legacy_*``: an existing compose deployment's volumes stay readable), which lie
+below both pools the registry allocates from, so no ``ipabuild up`` stack can get
+them; a running compose stack's containers are avoided like any other container's.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ from typing import Any
 
 import yaml
 
+from ipabuild.idranges import USERNS_SIZE, legacy_uid, legacy_userns_base
 from ipabuild.resolver import DNS_OPTIONS
 from ipabuild.spec import Project, Service
-from ipabuild.stack import USERNS_SIZE, dependency_order, stable_uid, userns_base
+from ipabuild.stack import dependency_order
 
 COMPOSE_STACK = "compose"
 COMPOSE_FILE = Path("compose") / "compose.yaml"
@@ -30,7 +38,7 @@ def _uid(service: Service) -> int:
     init = service.init
     if init is not None and init.root_in_user_namespace:
         return service.user
-    return stable_uid(COMPOSE_STACK, service.name)
+    return legacy_uid(COMPOSE_STACK, service.name)
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -72,7 +80,7 @@ def _service_entry(project: Project, service: Service, tag: str) -> dict[str, An
         entry["depends_on"] = list(service.depends_on)
     init = service.init
     if init is not None and init.root_in_user_namespace:
-        base = userns_base(COMPOSE_STACK)
+        base = legacy_userns_base(COMPOSE_STACK)
         entry["x-podman.uidmaps"] = [f"0:{base}:{USERNS_SIZE}"]
         entry["x-podman.gidmaps"] = [f"0:{base}:{USERNS_SIZE}"]
     return entry

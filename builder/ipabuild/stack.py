@@ -4,26 +4,37 @@ A stack is one podman network, one container per service (aliases ``<service>`` 
 ``<service>.<domain>``), named volumes per service and podman secrets, all named
 ``ipabuild-<stack>-…`` and labelled ``io.ipabuild.stack`` so two stacks never clash.
 
-UIDs: each service runs as a UID derived from the stack and service names (stable across
-``down``/``up``, which 389-ds's owner-only files need; arbitrary like OpenShift's). A
-service whose spec has an ``init`` step needing root runs, init and daemon alike, in a
-user namespace of its own: container root there is an unprivileged host UID.
+UIDs: each split service runs as a host UID allocated to it in the host ID registry
+(``idranges``; stable across ``down``/``up``, which 389-ds's owner-only files need;
+arbitrary like OpenShift's). A service whose spec has an ``init`` step needing root
+runs, init and daemon alike, in the stack's own user-namespace range from the same
+registry: container root there is an unprivileged host UID. Volumes carry the IDs they
+were made for in a label, so a lost registry is rebuilt from them. ``up`` and ``down``
+hold the stack's lock: a second one at the same time fails at once, naming the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from podman import PodmanClient
 from podman.errors import APIError, NotFound
 
 from ipabuild.errors import IpabuildError, UsageError
+from ipabuild.idranges import (
+    IDS_LABEL,
+    Registry,
+    StackIds,
+    volume_ids,
+)
+from ipabuild.idusage import foreign_ranges
+from ipabuild.locks import held, stack_lock
 from ipabuild.ordering import topological
 from ipabuild.podman_api import api_error, healthcheck, log_tail, store_secrets
 from ipabuild.resolver import DNS_OPTIONS
@@ -32,8 +43,7 @@ from ipabuild.spec import Project, Service
 
 STACK_LABEL = "io.ipabuild.stack"
 SERVICE_LABEL = "io.ipabuild.service"
-USERNS_BASE = 200_000_000  # host IDs for per-stack user namespaces: below the split UIDs
-USERNS_SIZE = 65536
+STACK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 READY_MARGIN = 30
 FIRST_HOST = 10  # services' fixed addresses: subnet host 10, 11, ...
 STOP_GRACE_SECONDS = 30  # ns-slapd and Tomcat flush and close cleanly well within this
@@ -48,18 +58,6 @@ class ServiceNotReady(IpabuildError):
         super().__init__(f"{service}: {reason}\n--- last log lines of {service} ---\n{logs}\n"
                          f"(the other containers are left running for inspection; "
                          f"`ipabuild down` removes them)")
-
-
-def stable_uid(stack: str, service: str) -> int:
-    """An arbitrary, stable UID in 1000000000..1999999999 (OpenShift-like)."""
-    digest = hashlib.sha256(f"{stack}/{service}".encode()).digest()
-    return 1_000_000_000 + int.from_bytes(digest[:8], "big") % 1_000_000_000
-
-
-def userns_base(stack: str) -> int:
-    """First host ID of the stack's own user namespace range (disjoint per stack)."""
-    slot = int.from_bytes(hashlib.sha256(stack.encode()).digest()[:4], "big") % 1000
-    return USERNS_BASE + slot * USERNS_SIZE
 
 
 def dependency_order(services: list[Service]) -> list[Service]:
@@ -92,6 +90,7 @@ class ServicePlan:
     image: str
     domain: str
     network: str
+    ids: StackIds | None = None  # the stack's host IDs, allocated by ``Stack.up``
 
     @property
     def container(self) -> str:
@@ -107,7 +106,23 @@ class ServicePlan:
     @property
     def runtime_uid(self) -> int:
         """UID inside the container: the image's own USER when in a private userns."""
-        return self.service.user if self.in_userns else stable_uid(self.stack, self.service.name)
+        return self.service.user if self.in_userns else self._ids.uids[self.service.name]
+
+    @property
+    def _ids(self) -> StackIds:
+        if self.ids is None:
+            raise IpabuildError(f"{self.service.name}: no host IDs allocated (Stack.up "
+                                "allocates them before creating containers)")
+        return self.ids
+
+    @property
+    def ids_label(self) -> str:
+        """What this service's volumes are owned by, for ``IDS_LABEL``."""
+        if self.in_userns:
+            userns = self._ids.userns
+            assert userns is not None
+            return f"userns={userns.start}:{userns.size}"
+        return f"uid={self.runtime_uid}"
 
     def volume(self, name: str) -> str:
         return f"ipabuild-{self.stack}-{self.service.name}-{name}"
@@ -155,8 +170,9 @@ class ServicePlan:
         if service.sysctls:
             args["sysctls"] = dict(service.sysctls)
         if self.in_userns:
-            base = userns_base(self.stack)
-            mapping = [{"container_id": 0, "host_id": base, "size": USERNS_SIZE}]
+            userns = self._ids.userns
+            assert userns is not None
+            mapping = [{"container_id": 0, "host_id": userns.start, "size": userns.size}]
             args["userns_mode"] = "private"
             args["idmappings"] = {"UIDMap": mapping, "GIDMap": mapping}
         return args
@@ -199,6 +215,10 @@ class Stack:
 
     def __init__(self, client: PodmanClient, project: Project, services: list[Service],
                  name: str, tag: str) -> None:
+        if not STACK_NAME.fullmatch(name):
+            raise UsageError(f"invalid stack name {name!r}",
+                             "use up to 63 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit")
         self.client = client
         self.project = project
         self.name = name
@@ -251,7 +271,17 @@ class Stack:
 
     # --- up -------------------------------------------------------------------------
 
+    def _lock(self, command: str) -> contextlib.AbstractContextManager[None]:
+        """The stack's own lock: one ``up`` or ``down`` of it at a time, host-wide."""
+        return held(stack_lock(self.name), f"stack {self.name!r}",
+                    f"wait for that `ipabuild up` or `down` of it to finish before "
+                    f"`ipabuild {command} --name {self.name}`; see `ps -p PID`")
+
     def up(self, secrets: SecretFiles, report: Reporter) -> list[StackStatus]:
+        with self._lock("up"):
+            return self._up(secrets, report)
+
+    def _up(self, secrets: SecretFiles, report: Reporter) -> list[StackStatus]:
         missing = self.missing_images()
         if missing:
             services = ",".join(m.rsplit("/", 1)[1].split(":")[0] for m in missing)
@@ -262,6 +292,8 @@ class Stack:
                              f"see `ipabuild status --name {self.name}`, or "
                              f"`ipabuild down --name {self.name}` first")
         self._remove_containers()
+        ids = self._allocate_ids()
+        self.plans = [replace(plan, ids=ids) for plan in self.plans]
         hosts = self._ensure_network()
         secret_names = self._ensure_secrets(secrets)
         for plan in self.plans:
@@ -280,6 +312,27 @@ class Stack:
             self._wait_ready(plan)
             report(plan.service.name, f"healthy after {time.monotonic() - started:.1f}s")
         return self.status()
+
+    def _allocate_ids(self) -> StackIds:
+        """The stack's host IDs from the registry, keeping what its volumes are owned by."""
+        return Registry().allocate(
+            self.name, userns=any(plan.in_userns for plan in self.plans),
+            services=[plan.service.name for plan in self.plans if not plan.in_userns],
+            evidence=self._volume_evidence(),
+            foreign=lambda: foreign_ranges(self.client, STACK_LABEL, self.name))
+
+    def _volume_evidence(self) -> StackIds:
+        """The host IDs the stack's existing volumes were made for (see ``volume_ids``)."""
+        found = StackIds()
+        for plan in self.plans:
+            for volume in plan.service.volumes:
+                try:
+                    attrs = self.client.volumes.get(plan.volume(volume.name)).attrs
+                except NotFound:
+                    continue
+                label = str((attrs.get("Labels") or {}).get(IDS_LABEL, ""))
+                found.update(volume_ids(label, self.name, plan.service.name, plan.in_userns))
+        return found
 
     def _ensure_network(self) -> dict[str, str]:
         """Create the stack's network; return every service host name → its address.
@@ -308,7 +361,9 @@ class Stack:
         for volume in plan.service.volumes:
             if not self.client.volumes.exists(plan.volume(volume.name)):
                 self.client.volumes.create(plan.volume(volume.name),
-                                           labels={STACK_LABEL: self.name})
+                                           labels={STACK_LABEL: self.name,
+                                                   SERVICE_LABEL: plan.service.name,
+                                                   IDS_LABEL: plan.ids_label})
                 fresh = True
         return fresh
 
@@ -359,9 +414,18 @@ class Stack:
     # --- down -----------------------------------------------------------------------
 
     def down(self, volumes: bool) -> list[str]:
-        """Stop and remove the stack; returns what was removed."""
+        """Stop and remove the stack; returns what was removed. With ``volumes`` its
+        host IDs go back to the registry: nothing is owned by them any more."""
+        with self._lock("down"):
+            return self._down(volumes)
+
+    def _down(self, volumes: bool) -> list[str]:
         removed = self._remove_containers()
-        if not removed and not self.client.networks.exists(self.network):
+        stack_volumes = (self.client.volumes.list(filters={"label": f"{STACK_LABEL}={self.name}"})
+                         if volumes else [])
+        registry = Registry()
+        if (not removed and not self.client.networks.exists(self.network) and not stack_volumes
+                and not (volumes and self.name in registry.recorded())):
             raise UsageError(f"no stack named {self.name!r} on this host",
                              "see `podman ps -a --filter label=io.ipabuild.stack`")
         if self.client.networks.exists(self.network):
@@ -369,10 +433,11 @@ class Stack:
         for secret in self.client.secrets.list():
             if secret.name.startswith(f"ipabuild-{self.name}-"):
                 secret.remove()
-        if volumes:
-            for volume in self.client.volumes.list(filters={"label": f"{STACK_LABEL}={self.name}"}):
-                volume.remove(force=True)
-                removed.append(f"volume {volume.name}")
+        for volume in stack_volumes:
+            volume.remove(force=True)
+            removed.append(f"volume {volume.name}")
+        if volumes and (released := registry.release(self.name)) is not None:
+            removed.append(f"host IDs {released.describe()} (back to the registry)")
         return removed
 
     def _remove_containers(self) -> list[str]:

@@ -3,13 +3,15 @@ resolvable through /etc/hosts, no clash with the gateway; no containers needed."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from ipabuild.errors import UsageError
+from ipabuild.errors import IpabuildError, UsageError
+from ipabuild.idranges import USERNS_SIZE, Interval, StackIds
 from ipabuild.spec import load_project, load_services
-from ipabuild.stack import FIRST_HOST, ServicePlan, dependency_order, fixed_hosts
+from ipabuild.stack import FIRST_HOST, ServicePlan, Stack, dependency_order, fixed_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,3 +39,34 @@ def test_each_service_gets_its_own_address_for_all_its_names(plans: list[Service
 def test_a_network_too_small_is_a_clear_error(plans: list[ServicePlan]) -> None:
     with pytest.raises(UsageError, match="too small"):
         fixed_hosts("10.89.7.0/29", plans)
+
+
+def test_containers_get_the_allocated_host_ids(plans: list[ServicePlan]) -> None:
+    """The registry's IDs, not a hash of the names, reach podman."""
+    userns = Interval(3_000_000_000, USERNS_SIZE)
+    ids = StackIds(userns, {p.service.name: 2_000_000_000 + i for i, p in enumerate(plans)})
+    hosts = fixed_hosts("10.89.7.0/24", plans)
+    for index, plan in enumerate(replace(p, ids=ids) for p in plans):
+        args = plan.create_args({s.name: s.name for s in plan.service.secrets}, hosts)
+        if plan.in_userns:
+            mapping = [{"container_id": 0, "host_id": userns.start, "size": USERNS_SIZE}]
+            assert args["idmappings"] == {"UIDMap": mapping, "GIDMap": mapping}
+            assert plan.ids_label == f"userns={userns.start}:{USERNS_SIZE}"
+        else:
+            assert args["user"] == f"{2_000_000_000 + index}:0"
+            assert "idmappings" not in args
+            assert plan.ids_label == f"uid={2_000_000_000 + index}"
+
+
+def test_a_plan_without_allocated_ids_refuses_to_create(plans: list[ServicePlan]) -> None:
+    split = next(p for p in plans if not p.in_userns)
+    with pytest.raises(IpabuildError, match="no host IDs allocated"):
+        split.create_args({s.name: s.name for s in split.service.secrets},
+                          fixed_hosts("10.89.7.0/24", plans))
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "-x", "x y", "a" * 64, "ü"])
+def test_stack_names_that_cannot_name_a_lock_or_container_are_refused(name: str) -> None:
+    project = load_project(ROOT)
+    with pytest.raises(UsageError, match="invalid stack name"):
+        Stack(None, project, [], name, "latest")  # type: ignore[arg-type]

@@ -1,16 +1,19 @@
 """Parametrise every check over the containers ``ipabuild verify`` selected.
 
 The selection arrives as JSON in IPABUILD_VERIFY_TARGETS (written by verify.py), so the
-checks measure exactly what the command was asked about.
+checks measure exactly what the command was asked about. ``host_containers`` is every
+running container on the host, ipabuild's or not: what a stack's ranges must not meet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import pytest
 
+from ipabuild.errors import IpabuildError
 from ipabuild.podman_api import connect
 from ipabuild.targets import ContainerFacts, container_facts
 
@@ -27,3 +30,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("container", selected, ids=[c.name for c in selected])
     if "all_containers" in metafunc.fixturenames:
         metafunc.parametrize("all_containers", [_selected()], ids=["all"])
+    if "host_containers" in metafunc.fixturenames:
+        metafunc.parametrize("host_containers", [_running()], ids=["host"])
+
+
+def _running() -> list[ContainerFacts]:
+    client = connect()
+    found = []
+    for listed in client.containers.list():
+        with contextlib.suppress(IpabuildError):  # stopped or removed since the listing
+            found.append(container_facts(client, listed.name))
+    return found

@@ -14,6 +14,7 @@ from ipabuild.clientrun import client_service, plan_client_run
 from ipabuild.compose import render_compose
 from ipabuild.emit import ManifestOptions, render_manifests
 from ipabuild.errors import UsageError
+from ipabuild.idranges import StackIds
 from ipabuild.spec import load_project, load_services, service_names
 from ipabuild.stack import ServicePlan
 
@@ -53,7 +54,8 @@ def test_the_sysctl_reaches_podman_compose_and_the_pod() -> None:
     project = load_project(ROOT)
     services = load_services(ROOT, project, [])
     http = next(s for s in services if s.sysctls)
-    plan = ServicePlan("s", http, "img", project.domain, "net")
+    plan = ServicePlan("s", http, "img", project.domain, "net",
+                       StackIds(uids={http.name: 2_000_000_001}))
     args = plan.create_args({s.name: s.name for s in http.secrets},
                             {name: "10.0.0.1" for name in plan.names()})
     assert args["sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "80"}

@@ -145,6 +145,21 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
     return root, project, services, Stack(client, project, services, name, project.image.tag)
 
 
+def _client_mount(spec: str) -> str:
+    """HOST:PATH[:ro] with HOST made absolute; a missing host path is a usage error."""
+    from ipabuild.errors import UsageError
+
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/") or (
+            len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise UsageError(f"--volume {spec!r} is not HOST:PATH[:ro]",
+                         "e.g. -v ./req.csr:/tmp/req.csr:ro (PATH absolute in the toolbox)")
+    host = Path(parts[0]).resolve()
+    if not host.exists():
+        raise UsageError(f"--volume {spec!r}: {host} does not exist", "give an existing path")
+    return ":".join([str(host), *parts[1:]])
+
+
 STACK_OPTION = click.option("--name", default="ipa", show_default=True,
                             help="Stack name: containers, volumes, network and secrets are "
                                  "named ipabuild-<name>-*, so stacks never clash.")
@@ -155,9 +170,16 @@ STACK_OPTION = click.option("--name", default="ipa", show_default=True,
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="PEM file to trust for the API's TLS (default: pin the certificate the "
                    "server presents when the toolbox starts).")
+@click.option("--volume", "-v", "volumes", multiple=True, metavar="HOST:PATH[:ro]",
+              help="Mount a host file or directory into the toolbox (repeatable), e.g. a "
+                   "CSR to submit or a script to run.")
+@click.option("--env", "-e", "passed_env", multiple=True, metavar="NAME",
+              help="Pass this environment variable into the toolbox (repeatable), e.g. a "
+                   "password for kinit that should not appear on a command line.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def client(ctx: click.Context, name: str, ca_file: str | None, command: tuple[str, ...]) -> None:
+def client(ctx: click.Context, name: str, ca_file: str | None, volumes: tuple[str, ...],
+           passed_env: tuple[str, ...], command: tuple[str, ...]) -> None:
     """Run FreeIPA's client tools against a running stack (default: a shell).
 
     The toolbox image (ipa CLI, ipa-getkeytab, kinit, ldapsearch, curl) runs in a
@@ -171,6 +193,7 @@ def client(ctx: click.Context, name: str, ca_file: str | None, command: tuple[st
     import os
 
     from ipabuild.clientrun import client_service, plan_client_run
+    from ipabuild.errors import UsageError
     from ipabuild.spec import load_project, load_services, service_names
 
     try:
@@ -179,10 +202,14 @@ def client(ctx: click.Context, name: str, ca_file: str | None, command: tuple[st
         toolbox = client_service(load_services(root, project, service_names(root)))
         _, _, _, stack = _stack_context(ctx.obj["root"], name)
         hosts = stack.host_entries()
-        environment: dict[str, str] = {}
-        mounts: tuple[str, ...] = ()
+        missing = [n for n in passed_env if n not in os.environ]
+        if missing:
+            raise UsageError(f"--env {', '.join(missing)}: not set in this environment",
+                             "export it first, or drop the option")
+        environment = {n: os.environ[n] for n in passed_env}
+        mounts = tuple(_client_mount(v) for v in volumes)
         if ca_file:
-            mounts = (f"{Path(ca_file).resolve()}:/run/ipabuild/ca.pem:ro",)
+            mounts += (f"{Path(ca_file).resolve()}:/run/ipabuild/ca.pem:ro",)
             environment["IPA_CA_FILE"] = "/run/ipabuild/ca.pem"
         run = plan_client_run(project, toolbox, name, project.image.tag,
                               hosts, sys.stdin.isatty(), environment, mounts)
@@ -190,7 +217,7 @@ def client(ctx: click.Context, name: str, ca_file: str | None, command: tuple[st
         _fail(exc)
         return
     argv = run.argv(list(command))
-    os.execvp(argv[0], argv)
+    os.execvpe(argv[0], argv, run.process_environment(dict(os.environ)))
 
 
 @main.command()

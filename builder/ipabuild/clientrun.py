@@ -40,14 +40,19 @@ class ClientRun:
     interactive: bool
     mounts: tuple[str, ...] = ()  # podman -v arguments (host path:container path:options)
 
+    def process_environment(self, base: dict[str, str]) -> dict[str, str]:
+        """The environment to run podman with: ``base`` plus the toolbox's variables."""
+        return {**base, **self.environment}
+
     def argv(self, command: list[str]) -> list[str]:
         argv = ["podman", "run", "--rm", "-i", *(["-t"] if self.interactive else []),
                 "--network", self.network, "--read-only", "--cap-drop", "ALL",
                 "--security-opt", "no-new-privileges"]
         argv += [f"--add-host={entry}" for entry in self.hosts]
         argv += [arg for mount in self.mounts for arg in ("-v", mount)]
-        for key, value in sorted(self.environment.items()):
-            argv += ["-e", f"{key}={value}"]
+        # Values travel in podman's environment, never on its command line (/proc/*/cmdline
+        # is world-readable): `-e NAME` makes podman copy NAME from its own environment.
+        argv += [arg for key in sorted(self.environment) for arg in ("-e", key)]
         return [*argv, self.image, *command]
 
 

@@ -8,6 +8,8 @@ answers, so a user never has to set it up by hand.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -32,15 +34,44 @@ def _answers(client: PodmanClient) -> bool:
         return False
 
 
+def stale_services(proc: Path = Path("/proc")) -> list[int]:
+    """PIDs of API services on our socket whose working directory was deleted.
+
+    Such a service still answers pings, but every container it starts fails with "write
+    child: broken pipe": conmon inherits the vanished directory. It happens when the
+    process that started the service on demand ran in a directory removed since (a test's
+    temporary project, a git worktree, a CI clone)."""
+    found = []
+    for entry in proc.glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"system" in argv and b"service" in argv and URL.encode() in argv \
+                and cwd.endswith(" (deleted)"):
+            found.append(int(entry.name))
+    return found
+
+
 def connect(timeout: float = 10.0) -> PodmanClient:
-    """A client for the podman API, starting ``podman system service`` if needed."""
+    """A client for the podman API, starting ``podman system service`` if needed (and
+    replacing one that can no longer start containers, see ``stale_services``)."""
     client = PodmanClient(base_url=URL)
+    for pid in stale_services():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)  # containers keep running: conmon is their parent
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
     if SOCKET.exists() and _answers(client):
         return client
     SOCKET.parent.mkdir(parents=True, exist_ok=True)
+    # cwd "/": the service outlives this process and must not hold on to its directory.
     subprocess.Popen(
-        ["podman", "system", "service", "--time=0", URL],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ["podman", "system", "service", "--time=0", URL], cwd="/",
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

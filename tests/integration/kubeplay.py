@@ -25,14 +25,20 @@ podman 4.3.1's kube play cannot do (see ../shared/HOST.md and docs/manifests.md)
   the pod's volume name, shared by every pod using that name);
 - `--userns=auto:size=65536`: podman's default auto size (1024) maps no UID as high as
   the images' USER; 65536 is what a kubelet gives a pod with hostUsers: false;
-- init containers are played with podman's "always" type (podman#18477).
+- init containers are played with podman's "always" type (podman#18477);
+- a pod's `securityContext.sysctls` (http's net.ipv4.ip_unprivileged_port_start) are
+  ignored by 4.3.1's kube play: the pod is played with a containers.conf (this host's
+  settings plus `default_sysctls` = exactly the pod's sysctls) given as CONTAINERS_CONF.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import os
 import subprocess
 import time
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +54,23 @@ from ipabuild.stack import service_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("StatefulSet", "Deployment")
+
+
+def containers_conf_with_sysctls(sysctls: list[str],
+                                 etc: Path = Path("/etc/containers")) -> str:
+    """This host's containers.conf (main file and drop-ins, merged by section) plus
+    ``default_sysctls``: CONTAINERS_CONF replaces every file podman 4.3 would read."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in [etc / "containers.conf", *sorted((etc / "containers.conf.d").glob("*.conf"))]:
+        if path.is_file():
+            for section, values in tomllib.loads(path.read_text()).items():
+                merged.setdefault(section, {}).update(values)
+    merged.setdefault("containers", {})["default_sysctls"] = sysctls
+    lines = []
+    for section, values in merged.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
 
 
 def podman(*args: str, check: bool = True, timeout: float = 300
@@ -224,8 +247,16 @@ class Play:
         aliases = ",".join(f"alias={name},alias={name}.{self.domain}"
                            for name in (service, *guests))
         network = f"{self.network}:ip={self.addresses[service]},{aliases}"
-        result = podman("kube", "play", "--userns=auto:size=65536", "--network", network,
-                        str(manifest), check=False, timeout=600)
+        sysctls = (pod_spec.get("securityContext") or {}).get("sysctls") or []
+        env = None
+        if sysctls:
+            conf = self.workdir / f"containers-{service}.conf"
+            conf.write_text(containers_conf_with_sysctls(
+                [f"{s['name']}={s['value']}" for s in sysctls]))
+            env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        result = subprocess.run(
+            ["podman", "kube", "play", "--userns=auto:size=65536", "--network", network,
+             str(manifest)], capture_output=True, text=True, check=False, timeout=600, env=env)
         assert result.returncode == 0, result.stderr
         return played
 

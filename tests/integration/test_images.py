@@ -13,9 +13,9 @@ OCI = "org.opencontainers.image."
 
 
 def test_all_split_images_exist_with_labels(built: dict[str, dict]) -> None:
-    # The framework build stage comes first: ldap and kdc copy FreeIPA from it.
+    # The framework build stage comes first: ldap, kdc, http and the client copy from it.
     assert next(iter(built)) == "framework"
-    assert sorted(built) == sorted([*SERVICES, "framework"])
+    assert sorted(built) == sorted([*SERVICES, "framework", "client"])
     for service, result in built.items():
         assert result["status"] in {"built", "cached"}
         assert result["name"] == f"localhost/ipabuild/{service}:latest"
@@ -33,7 +33,7 @@ def test_noop_run_builds_nothing_and_is_fast(built: dict[str, dict]) -> None:
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     images = json.loads(result.stdout)["images"]
-    assert [i["status"] for i in images] == ["cached"] * (len(SERVICES) + 1)
+    assert [i["status"] for i in images] == ["cached"] * (len(SERVICES) + 2)
     assert all(i["cache_hit"] for i in images)
     assert {i["image_id"] for i in images} == {built[s]["image_id"] for s in built}
     assert elapsed < 3.0, f"no-op took {elapsed:.2f}s"

@@ -85,7 +85,7 @@ def test_ldap_without_its_secret_says_so(built: dict[str, dict], sandbox: Sandbo
 WAITING = {
     # service -> (secrets it needs, what its log must say while ldap/kdc are absent)
     "kdc": ({"ldap-dm-password": "x", "kdc-master-key": "y"}, "waiting for ldap:3389"),
-    "http": ({"http-service-password": "z"}, "waiting for kdc:8088"),
+    "http": ({"http-service-password": "z", "http-session-key": "s"}, "waiting for kdc:8088"),
     "ca": ({"ldap-dm-password": "x", "ca-admin-password": "y", "ca-pkcs12-password": "z"},
            "waiting for ldap"),
 }

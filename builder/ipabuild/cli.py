@@ -435,13 +435,21 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
             html_file: str | None) -> None:
     """Compare the security posture of monolithic and split, side by side, from measurements.
 
-    Per container: in-container UIDs, host UID range, user namespace, capabilities,
-    NoNewPrivs, seccomp, read-only root, privileged, processes root inside and on the
-    host, secrets in env, listening ports, and the image's setuid/setgid files, package
+    Per container: in-container UIDs and GIDs, host UID and GID ranges (GID 0 is the
+    host's root group), user namespace, capabilities, NoNewPrivs, seccomp, read-only
+    root, privileged, processes root inside, root on the host and in the host's root
+    group, secrets in env, listening ports, and the image's setuid/setgid files, package
     count and size; plus PSS "restricted" violations of the matching kustomize overlays.
     """
     from ipabuild.podman_api import connect
-    from ipabuild.posture import container_posture, manifest_facts, report_html, report_json
+    from ipabuild.posture import (
+        container_posture,
+        manifest_facts,
+        posture_table,
+        report_html,
+        report_json,
+    )
+    from ipabuild.tables import print_table
     from ipabuild.targets import stack_containers
 
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
@@ -463,6 +471,7 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     if json_output:
         click.echo(json.dumps(document, indent=2))
     else:
+        print_table(posture_table(rows))
         for line in document["summary"]:  # type: ignore[attr-defined]
             click.echo(line)
         if html_file:

@@ -16,6 +16,7 @@ as ``2382…``. The policy, in one place:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from io import StringIO
 
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.measure import Measurement
@@ -41,7 +42,7 @@ def print_table(table: Table, console: Console | None = None) -> None:
     for column in table.columns:
         column.overflow = "fold"  # never "ellipsis", whoever built the table
     if not console.is_terminal:
-        _natural_console(table, console).print(table, markup=False)
+        _print_natural(table, console)
         return
     _keep_whole_where_room(table, console, console.width)
     console.print(table, markup=False)
@@ -61,10 +62,14 @@ def natural_width(table: Table, console: Console) -> int:
     return max(_measure(console, table).maximum, _measure(console, table.title or "").maximum)
 
 
-def _natural_console(table: Table, console: Console) -> Console:
-    """A console on the same stream, as wide as the table (no colour: not a terminal)."""
-    return Console(file=console.file, width=natural_width(table, console),
-                   color_system=None, force_terminal=False)
+def _print_natural(table: Table, console: Console) -> None:
+    """Print at the table's own width, no colour, without the trailing blanks rich pads
+    each line with (a centred title would otherwise paste with hundreds of them)."""
+    buffer = StringIO()
+    Console(file=buffer, width=natural_width(table, console), color_system=None,
+            force_terminal=False).print(table, markup=False)
+    console.file.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
+    console.file.flush()
 
 
 def _column_range(console: Console, column: Column) -> Measurement:

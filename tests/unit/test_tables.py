@@ -65,6 +65,7 @@ def test_off_a_terminal_every_value_is_whole(name: str) -> None:
     text = _print(_tables()[name], terminal=False)
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) > 80  # not squeezed into 80
+    assert all(line == line.rstrip() for line in text.splitlines())  # pastes without blanks
     expected = {
         "status": [str(HOST_UID), CONTAINER, *(f"{k}->{v}" for k, v in PORTS.items())],
         "probe": [" ".join([str(HOST_UID)] * 4), "0->2382000000 (65536)", CONTAINER,

@@ -10,7 +10,9 @@ as ``2382…``. The policy, in one place:
 - on a terminal it fits the terminal: cells wrap at words and a word longer than its
   column folds onto the next line; nothing is replaced by an ellipsis. Columns made with
   ``whole=`` (IDs, numbers, names) keep their values on one line as long as the other
-  columns can still wrap at words; otherwise they fold like the rest.
+  columns keep a few characters to wrap in; otherwise the widest of them fold too.
+
+Printing adapts the table's columns to the console, so build a table per print.
 """
 
 from __future__ import annotations

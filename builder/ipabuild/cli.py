@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ipabuild import __version__
 from ipabuild.errors import IpabuildError, UsageError
@@ -71,6 +70,7 @@ def images(ctx: click.Context, services: str, family: str | None, tag: str | Non
     from ipabuild.build import BuildOptions, ImageBuilder
     from ipabuild.progress import reporter, summary_table
     from ipabuild.spec import load_project, load_services
+    from ipabuild.tables import print_table
 
     try:
         root = _root(ctx.obj["root"])
@@ -93,7 +93,7 @@ def images(ctx: click.Context, services: str, family: str | None, tag: str | Non
         click.echo(json.dumps({"family": options.family, "tag": options.tag,
                                "images": [r.to_json() for r in results]}, indent=2))
     elif not quiet:
-        Console().print(summary_table(results))
+        print_table(summary_table(results))
         for r in results:
             if r.status == "failed":
                 click.echo(f"\n{r.service}: failed at {r.failed_step or 'an early step'}"
@@ -112,12 +112,13 @@ def doctor(fix: bool, json_output: bool) -> None:
     (kubectl, kustomize or oc). Exit status 1 when a required check fails.
     """
     from ipabuild.doctor import render_report, run_checks
+    from ipabuild.tables import print_table
 
     checks = run_checks(fix=fix)
     if json_output:
         click.echo(json.dumps([c.to_json() for c in checks], indent=2))
     else:
-        Console().print(render_report(checks))
+        print_table(render_report(checks))
     sys.exit(1 if any(c.required and not c.ok for c in checks) else 0)
 
 
@@ -327,22 +328,13 @@ def down(ctx: click.Context, name: str, volumes: bool) -> None:
 def _print_status(rows: list, json_output: bool) -> None:  # type: ignore[type-arg]
     from dataclasses import asdict
 
-    from rich.table import Table
+    from ipabuild.stackview import status_table
+    from ipabuild.tables import print_table
 
     if json_output:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
-    table = Table(title="ipabuild stack")
-    for column in ("service", "container", "state", "health", "ports", "host pid",
-                   "uid (container)", "uid (host)"):
-        table.add_column(column)
-    for r in rows:
-        ports = " ".join(f"{k}->{v}" for k, v in r.ports.items())
-        table.add_row(r.service, r.container, r.state, r.health, ports, str(r.host_pid or ""),
-                      str(r.uid_in_container if r.uid_in_container is not None else ""),
-                      str(r.uid_on_host if r.uid_on_host is not None else ""))
-    Console().print(table)
-
+    print_table(status_table(rows))
 
 
 @main.command()
@@ -384,6 +376,7 @@ def probe(target: str, json_output: bool) -> None:
     decoded, NoNewPrivs and seccomp. Rows root on the host are shown in red.
     """
     from ipabuild.probe import probe_table
+    from ipabuild.tables import print_table
     from ipabuild.targets import container_facts, pid_facts
 
     try:
@@ -401,7 +394,7 @@ def probe(target: str, json_output: bool) -> None:
         click.echo(json.dumps({"target": title, "processes": [p.to_json() for p in processes]},
                               indent=2))
     else:
-        Console().print(probe_table(title, processes))
+        print_table(probe_table(title, processes))
     sys.exit(1 if any(p.host_root_uid for p in processes) else 0)
 
 
@@ -442,13 +435,21 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
             html_file: str | None) -> None:
     """Compare the security posture of monolithic and split, side by side, from measurements.
 
-    Per container: in-container UIDs, host UID range, user namespace, capabilities,
-    NoNewPrivs, seccomp, read-only root, privileged, processes root inside and on the
-    host, secrets in env, listening ports, and the image's setuid/setgid files, package
+    Per container: in-container UIDs and GIDs, host UID and GID ranges (GID 0 is the
+    host's root group), user namespace, capabilities, NoNewPrivs, seccomp, read-only
+    root, privileged, processes root inside, root on the host and in the host's root
+    group, secrets in env, listening ports, and the image's setuid/setgid files, package
     count and size; plus PSS "restricted" violations of the matching kustomize overlays.
     """
     from ipabuild.podman_api import connect
-    from ipabuild.posture import container_posture, manifest_facts, report_html, report_json
+    from ipabuild.posture import (
+        container_posture,
+        manifest_facts,
+        posture_table,
+        report_html,
+        report_json,
+    )
+    from ipabuild.tables import print_table
     from ipabuild.targets import stack_containers
 
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
@@ -470,6 +471,7 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     if json_output:
         click.echo(json.dumps(document, indent=2))
     else:
+        print_table(posture_table(rows))
         for line in document["summary"]:  # type: ignore[attr-defined]
             click.echo(line)
         if html_file:

@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ipabuild.commands import run, which
+from ipabuild.tables import new_table
 
 # Executable -> Debian package that provides it.
 TOOLS: dict[str, str] = {
@@ -224,9 +225,9 @@ def run_checks(fix: bool) -> list[Check]:
 
 
 def render_report(checks: list[Check]) -> Table:
-    table = Table(title="ipabuild doctor")
-    for column in ("check", "status", "detail", "fix"):
-        table.add_column(column)
+    """One row per check; the detail and fix wrap, the status word stays whole."""
+    table = new_table("ipabuild doctor", ("check", "status", "detail", "fix"),
+                      whole=("status",))
     for c in checks:
         status = "fixed" if c.fixed else "ok" if c.ok else "FAIL" if c.required else "warn"
         style = {"ok": "green", "fixed": "cyan", "FAIL": "red", "warn": "yellow"}[status]

@@ -17,9 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
+from rich.table import Table
 
 from ipabuild.commands import run
 from ipabuild.imagestore import inspect_image
+from ipabuild.tables import new_table
 from ipabuild.targets import ContainerFacts
 
 SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|PASSPHRASE|_KEY$", re.IGNORECASE)
@@ -46,6 +48,8 @@ class ContainerPosture:
     container: str
     uids_in_container: list[int | None]
     host_uid_range: list[int]
+    gids_in_container: list[int | None]
+    host_gid_range: list[int]  # [0, ...] without a user namespace: the host's root group
     user_namespace: str
     capabilities: list[str]
     no_new_privs: bool
@@ -54,6 +58,7 @@ class ContainerPosture:
     privileged: bool
     root_in_container_processes: int
     host_root_processes: int
+    host_root_group_processes: int
     secrets_in_env: list[str]
     listening_ports: list[int]
     image: ImageFacts
@@ -101,17 +106,27 @@ def image_facts(name: str) -> ImageFacts:
     return facts
 
 
+def _range(ids: set[int]) -> list[int]:
+    """[lowest, highest] of the IDs seen on the host, [] when nothing was measured."""
+    return [min(ids), max(ids)] if ids else []
+
+
+def _inside(ids: set[int | None]) -> list[int | None]:
+    """Sorted, an unmapped ID (None) first."""
+    return sorted(ids, key=lambda v: -1 if v is None else v)
+
+
 def container_posture(facts: ContainerFacts, images: dict[str, ImageFacts]) -> ContainerPosture:
     processes = facts.processes
-    host_uids = sorted({uid for p in processes for uid in p.uids_host})
     if facts.image not in images:
         images[facts.image] = image_facts(facts.image)
     return ContainerPosture(
         mode=facts.mode or "unknown", stack=facts.stack, service=facts.service,
         container=facts.name,
-        uids_in_container=sorted({p.uids_container[1] for p in processes},
-                                 key=lambda v: -1 if v is None else v),
-        host_uid_range=[host_uids[0], host_uids[-1]] if host_uids else [],
+        uids_in_container=_inside({p.uids_container[1] for p in processes}),
+        host_uid_range=_range({uid for p in processes for uid in p.uids_host}),
+        gids_in_container=_inside({p.gids_container[1] for p in processes}),
+        host_gid_range=_range({gid for p in processes for gid in p.gids_host}),
         user_namespace="own" if any(p.own_user_namespace for p in processes) else "host's",
         capabilities=sorted({c for p in processes for c in p.capabilities_effective}),
         no_new_privs=all(p.no_new_privs for p in processes),
@@ -119,6 +134,7 @@ def container_posture(facts: ContainerFacts, images: dict[str, ImageFacts]) -> C
         read_only_root=facts.read_only_root, privileged=facts.privileged,
         root_in_container_processes=sum(1 for p in processes if p.uids_container[1] == 0),
         host_root_processes=sum(1 for p in processes if p.host_root_uid),
+        host_root_group_processes=sum(1 for p in processes if p.host_root_gid),
         secrets_in_env=[n for n in facts.env_names if SECRET_ENV.search(n)],
         listening_ports=listening_ports(facts.init_pid),
         image=images[facts.image],
@@ -165,11 +181,13 @@ def summarise(rows: list[ContainerPosture], modes: list[str]) -> list[str]:
                          f"start it with `ipabuild up --mode {mode}`)")
             continue
         host_root = sum(r.host_root_processes for r in mine)
+        root_group = sum(r.host_root_group_processes for r in mine)
         inside_root = sum(r.root_in_container_processes for r in mine)
         own_ns = sum(1 for r in mine if r.user_namespace == "own")
         caps = sorted({c for r in mine for c in r.capabilities})
         lines.append(
             f"{mode}: {len(mine)} container(s); {host_root} process(es) root on the host; "
+            f"{root_group} in the host's root group (GID 0); "
             f"{inside_root} root inside a container; {own_ns} in their own user namespace; "
             f"capabilities: {', '.join(caps) or 'none'}; "
             f"read-only root: {sum(r.read_only_root for r in mine)}/{len(mine)}; "
@@ -179,6 +197,38 @@ def summarise(rows: list[ContainerPosture], modes: list[str]) -> list[str]:
                 lines.append(f"{mode}: declared exception of {row.service}: "
                              f"{row.declared_exceptions}")
     return lines
+
+
+TABLE_COLUMNS = ("mode", "service", "container", "UIDs inside", "host UIDs", "GIDs inside",
+                 "host GIDs", "user ns", "capabilities", "read-only root", "root on host",
+                 "root group on host", "listening")
+TABLE_WHOLE = ("mode", "service", "container", "host UIDs", "host GIDs", "user ns")
+
+
+def _ids(values: list[int] | list[int | None]) -> str:
+    """IDs apart by ", "; an ID that maps to nothing inside shows as "?"."""
+    return ", ".join("?" if v is None else str(v) for v in values)
+
+
+def _span(values: list[int]) -> str:
+    """A host range as "low-high", one ID when low is high."""
+    return "-".join(str(v) for v in sorted(set(values)))
+
+
+def posture_table(rows: list[ContainerPosture]) -> Table:
+    """The measured rows as text, host UIDs beside host GIDs (GID 0 is the host's root
+    group, which a container without a user namespace keeps); rows root on the host red."""
+    table = new_table("ipabuild posture", TABLE_COLUMNS, whole=TABLE_WHOLE)
+    for r in rows:
+        table.add_row(
+            r.mode, r.service, r.container, _ids(r.uids_in_container), _span(r.host_uid_range),
+            _ids(r.gids_in_container), _span(r.host_gid_range), r.user_namespace,
+            ", ".join(r.capabilities) or "none", "yes" if r.read_only_root else "no",
+            str(r.host_root_processes), str(r.host_root_group_processes),
+            " ".join(str(p) for p in r.listening_ports),
+            style="bold red" if r.host_root_processes else
+            "yellow" if r.host_root_group_processes else "")
+    return table
 
 
 def report_json(rows: list[ContainerPosture], modes: list[str],

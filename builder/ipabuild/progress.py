@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ipabuild.build import ImageResult, Reporter
+from ipabuild.tables import new_table
 
 
 class PlainReporter:
@@ -84,9 +85,8 @@ def reporter(json_output: bool, quiet: bool) -> Iterator[Reporter]:
 
 def summary_table(results: list[ImageResult]) -> Table:
     """The closing table of ``ipabuild images``."""
-    table = Table(title="ipabuild images")
-    for column in ("service", "image", "status", "id", "size", "seconds"):
-        table.add_column(column)
+    table = new_table("ipabuild images", ("service", "image", "status", "id", "size", "seconds"),
+                      whole=("service", "status", "id", "size", "seconds"))
     for r in results:
         size = f"{r.size / 1e6:.0f} MB" if r.size else ""
         style = {"failed": "red", "built": "green", "cached": "cyan"}.get(r.status, "")

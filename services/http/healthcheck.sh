@@ -1,3 +1,14 @@
 #!/bin/bash
-# Healthy = httpd answers TLS on its https port (any HTTP status).
-exec curl -ks -o /dev/null --max-time 3 https://127.0.0.1:443/health
+# Healthy = httpd answers TLS and FreeIPA's API is loaded: i18n_messages is the one API
+# call that needs no login. Otherwise one line says which part is missing.
+[ -s /etc/ipa/ca.crt ] || { echo "no IPA CA certificate at /etc/ipa/ca.crt (the entrypoint reads it from cn=CAcert in ldap)"; exit 1; }
+code=$(curl -ks -o /dev/null -w '%{http_code}' --max-time 4 \
+    -H "Referer: https://http.$IPA_DOMAIN/ipa/ui/" -H 'Content-Type: application/json' \
+    -d '{"method": "i18n_messages", "params": [[], {}]}' \
+    https://127.0.0.1:443/ipa/i18n_messages) || code=000
+case $code in
+    200) exit 0 ;;
+    000) echo "httpd does not answer TLS on 443" ;;
+    *) echo "FreeIPA's API answers HTTP $code: its WSGI application did not load (http's log has the traceback; check /etc/ipa/default.conf)" ;;
+esac
+exit 1

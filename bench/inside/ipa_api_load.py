@@ -8,7 +8,6 @@ Needs a ticket (the caller runs kinit first) and the toolbox's generated configu
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ def main() -> int:
     count, prefix = int(sys.argv[1]), sys.argv[2]
     from ipalib import api
 
-    api.bootstrap(context="cli", confdir=os.environ["IPA_CONFDIR"])
+    api.bootstrap(context="cli")  # IPA_CONFDIR (the toolbox sets it) names the directory
     api.finalize()
     api.Backend.rpcclient.connect()
 

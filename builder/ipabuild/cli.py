@@ -214,6 +214,9 @@ def client(ctx: click.Context, name: str, ca_file: str | None, volumes: tuple[st
             environment["IPA_CA_FILE"] = "/run/ipabuild/ca.pem"
         run = plan_client_run(project, toolbox, name, project.image.tag,
                               hosts, sys.stdin.isatty(), environment, mounts)
+        if not stack.client.images.exists(run.image):
+            raise UsageError(f"the client toolbox image {run.image} is missing",
+                             f"build it with `ipabuild images --service {toolbox.name}`")
     except IpabuildError as exc:
         _fail(exc)
         return

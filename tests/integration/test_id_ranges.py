@@ -60,35 +60,28 @@ def _colliding_names() -> tuple[str, str]:
 
 
 @pytest.fixture
-def userns_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project copy whose ldap runs in a user namespace of its own."""
-    if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
-        pytest.skip(f"{IMAGE} is not in local storage (build it with `ipabuild images`)")
+def plain_root(built: dict[str, dict], tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project as it is (ldap a split service), with a registry of its own."""
+    assert subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode == 0
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(SPECS / "ipabuild.yaml", root)
     shutil.copytree(SPECS / "services", root / "services")
-    spec_path = root / "services" / "ldap" / "service.yaml"
-    spec = yaml.safe_load(spec_path.read_text())
-    paths = " ".join(v["path"] for v in spec["volumes"])
-    spec["init"] = {"command": ["/bin/sh", "-c", f"chown -R {spec['user']}:0 {paths}"],
-                    "root_in_user_namespace": True, "reason": "test: needs a namespace range"}
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     monkeypatch.setenv("IPABUILD_STATE_DIR", str(tmp_path / "state"))
     return root
 
 
 @pytest.fixture
-def plain_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the project as it is (ldap a split service)."""
-    if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
-        pytest.skip(f"{IMAGE} is not in local storage (build it with `ipabuild images`)")
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(SPECS / "ipabuild.yaml", root)
-    shutil.copytree(SPECS / "services", root / "services")
-    monkeypatch.setenv("IPABUILD_STATE_DIR", str(tmp_path / "state"))
-    return root
+def userns_root(plain_root: Path) -> Path:
+    """The project copy with ldap in a user namespace of its own (a root init step)."""
+    spec_path = plain_root / "services" / "ldap" / "service.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    paths = " ".join(v["path"] for v in spec["volumes"])
+    spec["init"] = {"command": ["/bin/sh", "-c", f"chown -R {spec['user']}:0 {paths}"],
+                    "root_in_user_namespace": True, "reason": "test: needs a namespace range"}
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return plain_root
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ publish_ca_certificate() {
         20) ;;  # already there
         32) ipabuild_die "$dn does not exist: the ldap image predates it; start a newer" \
                "ldap image (its update files add the entry)" ;;
-        *) ipabuild_die "publishing the CA certificate at $dn failed (ldapadd exit $rc):" \
+        *) ipabuild_die "publishing the CA certificate at $dn failed (ldapmodify exit $rc):" \
                "$(tr '\n' ' ' </tmp/ipabuild-ca-publish.err)" ;;
     esac
 }

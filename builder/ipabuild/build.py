@@ -160,6 +160,10 @@ class ImageBuilder:
         self.report = report
         self.state_dir = state_dir
         self.revision = git_revision(root)
+        # Images a build replaced, removed only once no build runs: ``podman rmi`` during
+        # a parallel build pulls layers from under that build's cache lookup ("checking
+        # if cached image exists from a previous build: ... layer not known", measured).
+        self._superseded: list[str] = []
 
     def run(self, services: list[Service]) -> list[ImageResult]:
         """Build (or render) ``services``; returns one result per service, in order."""
@@ -190,7 +194,10 @@ class ImageBuilder:
             futures = [pool.submit(lambda s: self._blocked(s, refs)
                                    or self._one(s, self._base(bases, s), refs), s)
                        for s in others]
-            return results + [f.result() for f in futures]
+            results += [f.result() for f in futures]
+        for image_id in self._superseded:
+            remove_if_dangling(image_id)
+        return results
 
     def _base(self, bases: dict[str, ResolvedBase], service: Service) -> ResolvedBase:
         return bases[service.families[self.options.family].base]
@@ -260,7 +267,7 @@ class ImageBuilder:
                     old_key = existing.labels.get(CACHE_LABEL, "")
                     if service.mode == "stage" and old_key:
                         buildah.untag(stage_tag(self.project, service.name, old_key))
-                    remove_if_dangling(existing.image_id)
+                    self._superseded.append(existing.image_id)
             # A build stage is never run: it stays local, only what copies it is pushed.
             if result.status != "failed" and self.options.push and service.mode != "stage":
                 self._push(result)

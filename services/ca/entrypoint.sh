@@ -17,6 +17,8 @@ base_dn=${CA_LDAP_BASE_DN:-o=ipaca}
 ca_hostname=${CA_HOSTNAME:-ca}
 volumes=(/etc/pki /var/lib/pki /var/log/pki)
 marker=/etc/pki/.ipabuild-initialised
+setup_marker=/tmp/ipabuild-ca/ipa-setup-done
+ca_pem=/tmp/ipabuild-ca/ca.pem
 cs_cfg=/etc/pki/$instance/ca/CS.cfg
 ldap_why="the CA's database $base_dn lives in the ldap service"
 init_hint="run the one-time init step (\`ipabuild-ca init\`, as root inside a user namespace,"
@@ -50,7 +52,35 @@ run_tomcat() {
     . /usr/local/lib/ipabuild/pki-tomcat-env.sh "$instance"
     /usr/bin/pkidaemon start "$instance" >&2 || ipabuild_die "pkidaemon start $instance failed"
     cd "/var/lib/pki/$instance"
-    exec /usr/share/tomcat9/bin/catalina.sh run
+    # Tomcat runs as this shell's child so that IPA's side of the CA (ipa_ca.py) can be
+    # set up once Dogtag answers; the shell passes SIGTERM/SIGINT on and exits with it.
+    /usr/share/tomcat9/bin/catalina.sh run &
+    local tomcat=$! rc=0
+    trap 'kill -TERM "$tomcat" 2>/dev/null' TERM INT
+    setup_ipa_side "$tomcat" &
+    while kill -0 "$tomcat" 2>/dev/null; do
+        wait "$tomcat" && rc=0 || rc=$?
+    done
+    exit "$rc"
+}
+
+# IPA's certificates (RA agent, http and ldap TLS), profiles, the ipa CA entry and the
+# default CA ACL (ipa_ca.py); the health check reports healthy only after it succeeded.
+setup_ipa_side() {
+    local tomcat=$1 waited=0
+    rm -f "$setup_marker"
+    until curl -sf --cacert "$ca_pem" "https://$ca_hostname:8443/ca/admin/ca/getStatus" 2>/dev/null \
+            | grep -q '<Status>running</Status>'; do
+        kill -0 "$tomcat" 2>/dev/null || return 0
+        [ $((waited % 60)) -eq 30 ] && ipabuild_log "waiting for Dogtag to answer on :8443"
+        sleep 2
+        waited=$((waited + 2))
+    done
+    if python3 /usr/local/lib/ipabuild/ipa_ca.py setup; then
+        date -u +%Y-%m-%dT%H:%M:%SZ >"$setup_marker"
+    else
+        ipabuild_log "IPA's CA setup failed (the line above says why); the CA stays unhealthy"
+    fi
 }
 
 # FreeIPA's clients and servers find the IPA CA's certificate in the directory, at
@@ -62,6 +92,8 @@ publish_ca_certificate() {
     nick=$(sed -n 's/^ca\.signing\.nickname=//p' "$cs_cfg")
     der=$(certutil -L -d "/etc/pki/$instance/alias" -n "$nick" -r 2>/dev/null | base64 -w0) || true
     [ -n "$der" ] || ipabuild_die "no CA signing certificate '$nick' in /etc/pki/$instance/alias"
+    mkdir -p "${ca_pem%/*}"
+    printf '%s' "$der" | base64 -d | openssl x509 -inform der -out "$ca_pem"
     pw=$(umask 077; mktemp /tmp/dm.XXXXXX)
     ipabuild_secret ldap-dm-password >"$pw"
     # The entry is made by ldap's update files (19-ipabuild-ca-certificate.update).

@@ -4,8 +4,8 @@
 # Nothing is enrolled and nothing on the host is touched.
 #   IPA_SERVER      the API's host name (default http.$IPA_DOMAIN)
 #   IPA_KDC         the KDC, host:port (default kdc.$IPA_DOMAIN:8088)
-#   IPA_CA_FILE     a PEM file to trust for the API's TLS; unset: the server's certificate
-#                   as presented at start is pinned (trust on first use), and said so
+#   IPA_CA_FILE     the IPA CA's certificate (PEM) to trust; unset: the top of the chain
+#                   the server presents at start is pinned (trust on first use), and said so
 set -euo pipefail
 conf=/tmp/ipa
 server=${IPA_SERVER:-http.$IPA_DOMAIN}
@@ -44,9 +44,13 @@ CONF
 if [ -n "${IPA_CA_FILE:-}" ]; then
     cp "$IPA_CA_FILE" "$conf/ca.crt"
 else
-    if openssl s_client -connect "$server:443" -servername "$server" </dev/null 2>/dev/null \
+    # The last certificate of the chain httpd sends is the IPA CA that issued its own.
+    if openssl s_client -showcerts -connect "$server:443" -servername "$server" </dev/null 2>/dev/null \
+        | awk '/-----BEGIN CERTIFICATE-----/ { pem = "" } { pem = pem $0 "\n" }
+               /-----END CERTIFICATE-----/ { last = pem } END { printf "%s", last }' \
         | openssl x509 >"$conf/ca.crt" 2>/dev/null; then
-        log "trusting the certificate $server presents now (set IPA_CA_FILE to pin one)"
+        log "trusting $(openssl x509 -in "$conf/ca.crt" -noout -subject), the top of the chain" \
+            "$server presents now (set IPA_CA_FILE to pin the IPA CA instead)"
     else
         log "cannot reach $server:443 for its certificate; the ipa CLI will fail TLS"
     fi

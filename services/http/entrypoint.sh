@@ -36,6 +36,12 @@ until KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y 
     waited=$((waited + 2))
 done
 ipabuild_log "IPA CA: $(openssl x509 -in "$run/ca.crt" -noout -subject)"
+# The IPA CA joins OpenSSL's default trust for httpd and ipaserver, as ipa-server-install
+# adds it to the system's store (tasks.insert_ca_certs_into_systemwide_ca_store): ipaldap
+# opens some connections (the old-password check of `ipa passwd`) with no CA file of its
+# own, i.e. OpenSSL's default verify locations. The root is read-only: a file on tmpfs.
+cat /etc/ssl/certs/ca-certificates.crt "$run/ca.crt" >"$run/ca-certificates.crt"
+export SSL_CERT_FILE=$run/ca-certificates.crt
 
 # mod_auth_gssapi seals session cookies with 32 raw bytes; derived from the bootstrap
 # secret so that every restart (and replica) reads the sessions it issued.
@@ -43,13 +49,44 @@ ipabuild_secret http-session-key | openssl dgst -sha256 -binary >"$run/session.k
 # The users' delegated credentials (S4U2Proxy evidence) for the API, per request.
 mkdir -p -m 0770 /run/ipa/ccaches || ipabuild_die "cannot create /run/ipa/ccaches as UID $(id -u) GID $(id -g): /run/ipa must be a tmpfs (emptyDir)"
 
+# Keys derived from bootstrap secrets (derived_keys.py), certificates issued by the IPA CA:
+# the ca service derives the same keys, has Dogtag certify them and publishes the
+# certificates in the directory, where they are read as HTTP/ (GSSAPI).
+keys() { python3 /usr/local/lib/ipabuild/derived_keys.py "$@"; }
+# fetch_certificate LABEL SEED DN OUT: the newest valid certificate at DN for the key.
+fetch_certificate() {
+    local label=$1 seed=$2 dn=$3 out=$4 waited=0
+    until KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y GSSAPI \
+            -H "ldap://ldap.$IPA_DOMAIN:3389" -s base -b "$dn" 'userCertificate;binary' \
+            2>/dev/null | keys select "$seed" "$label" "$out"; do
+        [ $? -eq 2 ] && ipabuild_die "cannot derive the $label key (the line above says why)"
+        [ $((waited % 30)) -eq 0 ] && ipabuild_log "waiting for the $label certificate at" \
+            "$dn (the ca service issues it when it starts)"
+        sleep 2
+        waited=$((waited + 2))
+    done
+}
+
+# IPA's RA agent: ipaserver's Dogtag plugin authenticates to the CA with it
+# (/var/lib/ipa/ra-agent.{pem,key} link here).
+keys key ra-agent-key-seed ra-agent "$run/ra-agent.key" \
+    || ipabuild_die "cannot derive the RA agent key (the line above says why)"
+fetch_certificate ra-agent ra-agent-key-seed \
+    "cn=ipaCert,cn=ca_renewal,cn=ipa,cn=etc,$IPA_SUFFIX" "$run/ra-agent.pem"
+ipabuild_log "RA agent: $(openssl x509 -in "$run/ra-agent.pem" -noout -subject -serial)"
+
 if [ -r /run/secrets/http-tls-crt ] && [ -r /run/secrets/http-tls-key ]; then
+    ipabuild_log "TLS: the certificate from the secrets http-tls-crt/http-tls-key"
     cp /run/secrets/http-tls-crt "$run/tls.crt"
     cp /run/secrets/http-tls-key "$run/tls.key"
 else
-    ipabuild_log "no http-tls-crt/http-tls-key secrets: using a self-signed certificate"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=http.$IPA_DOMAIN" \
-        -keyout "$run/tls.key" -out "$run/tls.crt" 2>/dev/null
+    keys key http-tls-key-seed http-tls "$run/tls.key" \
+        || ipabuild_die "cannot derive the TLS key (the line above says why)"
+    fetch_certificate http-tls http-tls-key-seed "krbprincipalname=$principal,cn=services,cn=accounts,$IPA_SUFFIX" \
+        "$run/tls-leaf.crt"
+    # The chain a client needs, leaf first: SSLCertificateFile sends all of it.
+    cat "$run/tls-leaf.crt" "$run/ca.crt" >"$run/tls.crt"
+    ipabuild_log "TLS: $(openssl x509 -in "$run/tls-leaf.crt" -noout -subject -issuer)"
 fi
 
 set +u

@@ -31,7 +31,10 @@ start_foreground() {
     else
         ipabuild_log "no ldap-service-password secret: SASL/GSSAPI binds disabled"
     fi
-    exec /usr/sbin/ns-slapd -D "$config" -i "$data/run/slapd-$instance.pid" -d 266354688
+    # ns-slapd runs under slapd_tls.py, which installs the certificate the IPA CA issues
+    # for ldap (once the ca service runs) and restarts ns-slapd to serve it.
+    exec python3 /usr/local/lib/ipabuild/slapd_tls.py "$config" "$ldapi_url" -- \
+        /usr/sbin/ns-slapd -D "$config" -i "$data/run/slapd-$instance.pid" -d 266354688
 }
 
 init_port=13389   # instance.inf's port: nobody outside expects it

@@ -191,10 +191,10 @@ def split_ds_instance():  # type: ignore[no-untyped-def]
             install_schema_files()
 
         def open_created_instance(self) -> None:
-            from lib389 import DirSrv
-            from lib389.idm.ipadomain import IpaDomain
             from ipapython import ipaldap
             from ipaserver.install import installutils
+            from lib389 import DirSrv
+            from lib389.idm.ipadomain import IpaDomain
 
             SLAPD.start()
             inst = DirSrv(verbose=False)

@@ -76,8 +76,7 @@ def test_first_kinit_changes_the_expired_password_then_ipa_passwd_resets_it(
     assert code != 0, "the initial password still works after the change:\n" + out
 
     # ipa passwd by an administrator: a reset, so IPA marks it expired again and the
-    # user's next kinit changes it. (A user's own `ipa passwd` needs TLS from http to
-    # ldap, which the split stack does not have yet: docs/freeipa.md.)
+    # user's next kinit changes it. (A user's own: test_ipa_certs.py.)
     reset, newer = f"Reset-{uuid.uuid4().hex[:10]}", f"New-{uuid.uuid4().hex[:10]}"
     out = ipa(client, 'printf "%s\\n%s\\n" "$NEW" "$NEW" | ipa passwd "$U"', U=user, NEW=reset)
     assert f'Changed password for "{user}@EXAMPLE.TEST"' in out, out
@@ -102,9 +101,8 @@ def test_disabled_user_cannot_kinit(client: Client) -> None:
 
 
 def test_host_and_service_add(client: Client) -> None:
-    """host-add and service-add through the API. (ipa-getkeytab for the service needs
-    StartTLS to ldap with the IPA CA's certificate, which ldap does not serve yet:
-    docs/freeipa.md.)"""
+    """host-add and service-add through the API (ipa-getkeytab and certificates for such
+    a service: test_ipa_certs.py)."""
     host = f"web{uuid.uuid4().hex[:4]}.example.test"
     out = ipa(client, 'ipa host-add "$H" --force && ipa service-add "HTTP/$H" --force && '
                       'ipa service-show "HTTP/$H" && ipa host-show "$H"', H=host)

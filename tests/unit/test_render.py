@@ -152,10 +152,10 @@ def test_published_json_schema_is_current(kind: str, filename: str) -> None:
 def test_stage_is_built_before_its_consumers_and_only_when_needed(project_copy: Path) -> None:
     """A spec that copies from a stage pulls the stage in first; others do not."""
     project = load_project(project_copy)
-    services = load_services(project_copy, project, ["kdc", "ca"])
+    services = load_services(project_copy, project, ["kdc", "monolithic"])
     stages, others = with_stages(project_copy, project, "debian", services)
     assert [s.name for s in stages] == ["framework"]
-    assert [s.name for s in others] == ["kdc", "ca"]
+    assert [s.name for s in others] == ["kdc", "monolithic"]
     refs = {"framework": stage_tag(project, "framework", "ab" * 32)}
     kdc = render_service(project_copy, project, others[0], "debian", "base", stage_refs=refs)
     assert (f"COPY --from={refs['framework']} /opt/freeipa/usr/lib/x86_64-linux-gnu/krb5/"

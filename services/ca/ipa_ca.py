@@ -1,0 +1,410 @@
+"""IPA's side of the split stack's Dogtag, set up by the ca service each time it starts.
+
+FreeIPA's installer does this in one root process (``ipaserver/install/cainstance.py``)
+holding the Directory Manager password, the Dogtag admin certificate and FreeIPA's
+Python at once. In the split stack only the ca service holds the first two, and its
+image (bullseye, for Dogtag 10.10) cannot run FreeIPA 4.12's Python, so the same steps
+run here over Dogtag's REST API and LDAP, with FreeIPA's own data: its certificate
+profiles (``/usr/share/ipa/profiles``, substituted as ``ipautil.template_str`` does) and
+its list of included profiles (``INCLUDED_PROFILES``, read from FreeIPA's source).
+
+Steps, each a no-op when already done (so a newer image completes an older volume):
+
+* ``certificates``: for each certificate in ipa-ca.json, a key derived from its seed
+  secret (derived_keys.py) is certified by Dogtag unless the published entry already
+  holds a valid certificate for that key; the RA agent is registered as a Dogtag agent
+  (``__create_ca_agent``);
+* ``profiles``: IPA's profiles imported into Dogtag and recorded under cn=certprofiles
+  (``import_included_profiles``);
+* ``ipa_ca_entry``: cn=ipa,cn=cas,cn=ca with the host authority's ID
+  (``ensure_ipa_authority_entry``);
+* ``default_caacl``: the CA ACL hosts_services_caIPAserviceCert (``ensure_default_caacl``);
+* ``ca_service_entry``: cn=CA under the master entry, so ``ca_is_enabled`` is true.
+
+Usage: ``python3 ipa_ca.py setup`` (the entrypoint runs it once Tomcat answers).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime
+import json
+import os
+import string
+import sys
+import tempfile
+import time
+import urllib.parse
+import warnings
+from typing import Any
+
+import ldap
+import requests
+from cryptography import x509
+from cryptography.hazmat.backends import default_backend
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, "/usr/local/lib/ipabuild")
+import derived_keys
+
+CONFIG = os.environ.get("IPA_CA_CONFIG", "/usr/share/ipabuild/ipa-ca.json")
+PROFILES_DIR = "/usr/share/ipa/profiles"
+FREEIPA_DOGTAG_SOURCE = "/usr/share/ipabuild/freeipa/ipapython-dogtag.py"
+ADMIN_P12 = "/etc/pki/ipabuild-client/ca_admin_cert.p12"
+CA_PEM = os.environ.get("IPA_CA_PEM", "/tmp/ipabuild-ca/ca.pem")
+RENEW_BEFORE = datetime.timedelta(days=30)
+# ipaserver/install/cainstance.py's substitutions for the profiles (__get_profile_config).
+IPA_CA_RECORD = "ipa-ca"
+ACME_AGENT_GROUP = "Enterprise ACME Administrators"
+
+
+# Dogtag 10.10's pkispawn certificate for Tomcat has no subjectAltName; urllib3 then
+# checks its CN (what the warning is about), which is the ca service's name.
+warnings.filterwarnings("ignore", message=".*subjectAltName.*")
+
+
+class SetupError(Exception):
+    """A step that cannot finish: the message says which and why."""
+
+
+def log(message: str) -> None:
+    print(f"ipa_ca: {message}", file=sys.stderr, flush=True)
+
+
+def included_profiles(path: str = FREEIPA_DOGTAG_SOURCE) -> list[tuple[str, str, bool]]:
+    """FreeIPA's ``INCLUDED_PROFILES`` (ipapython/dogtag.py): (id, description, store)."""
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "INCLUDED_PROFILES"
+                for target in node.targets):
+            if not isinstance(node.value, (ast.Set, ast.List, ast.Tuple)):
+                break
+            return sorted((ast.literal_eval(call.args[0]), ast.literal_eval(call.args[1]),
+                           bool(ast.literal_eval(call.args[2])))
+                          for call in node.value.elts if isinstance(call, ast.Call))
+    raise SetupError(f"no INCLUDED_PROFILES set in {path}: FreeIPA's source changed")
+
+
+def profile_text(profile_id: str, config: dict[str, Any]) -> bytes:
+    """The profile as FreeIPA imports it (``__get_profile_config``)."""
+    path = os.path.join(PROFILES_DIR, f"{profile_id}.cfg")
+    with open(path, encoding="utf-8") as handle:
+        template = string.Template(handle.read())
+    return template.substitute(
+        DOMAIN=config["domain"], IPA_CA_RECORD=IPA_CA_RECORD,
+        CRL_ISSUER="CN=Certificate Authority,o=ipaca", SUBJECT_DN_O=config["subject_base"],
+        ACME_AGENT_GROUP=ACME_AGENT_GROUP).encode()
+
+
+def certificate_request(key: Any, subject: str) -> str:
+    """A PKCS#10 request for ``subject`` (given most significant RDN first, as Dogtag
+    prints it) signed by ``key``."""
+    rdns = [part.split("=", 1) for part in subject.split(",")]
+    oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME}
+    name = x509.Name([x509.NameAttribute(oids[kind.strip().upper()], value.strip())
+                      for kind, value in reversed(rdns)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(
+        key, hashes.SHA256(), default_backend())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class Dogtag:
+    """Dogtag's REST API as its admin (the PKCS#12 pkispawn left on the config volume)."""
+
+    def __init__(self, url: str, admin_pem: str) -> None:
+        self.url = url.rstrip("/") + "/ca/rest"
+        self.session = requests.Session()
+        self.session.verify = CA_PEM
+        self.session.cert = admin_pem
+        self.session.headers.update({"Accept": "application/json"})
+
+    def call(self, method: str, path: str, expect: tuple[int, ...] = (200,),
+             **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.request(method, self.url + path, timeout=60, **kwargs)
+        except requests.RequestException as exc:
+            raise SetupError(f"Dogtag {method} {path}: {exc}") from exc
+        if response.status_code not in expect:
+            raise SetupError(f"Dogtag {method} {path} answered {response.status_code}: "
+                             f"{response.text[:300]}")
+        return response
+
+    def login(self) -> None:
+        self.call("GET", "/account/login")
+
+    def issue(self, csr_pem: str, profile: str) -> x509.Certificate:
+        """Submit ``csr_pem`` to ``profile`` and approve it as the admin (an agent)."""
+        body = {"ProfileID": profile, "Renewal": False, "Input": [{
+            "id": "i1", "ClassID": "certReqInputImpl", "Name": "Certificate Request Input",
+            "Attribute": [{"name": "cert_request_type", "Value": "pkcs10"},
+                          {"name": "cert_request", "Value": csr_pem}]}]}
+        entry = self.call("POST", "/certrequests", json=body).json()["entries"][0]
+        if entry["requestStatus"] not in ("pending", "complete"):
+            raise SetupError(f"Dogtag refused the request for profile {profile}: "
+                             f"{entry.get('errorMessage')}")
+        request_id = entry["requestURL"].rsplit("/", 1)[1]
+        if entry["requestStatus"] == "pending":
+            review = self.call("GET", f"/agent/certrequests/{request_id}")
+            self.call("POST", f"/agent/certrequests/{request_id}/approve", expect=(200, 204),
+                      data=review.text, headers={"Content-Type": "application/json"})
+        cert_id = self.call("GET", f"/certrequests/{request_id}").json().get("certId")
+        if not cert_id:
+            raise SetupError(f"Dogtag request {request_id} ({profile}) issued no certificate")
+        encoded = self.call("GET", f"/certs/{int(cert_id, 16)}").json()["Encoded"]
+        return x509.load_pem_x509_certificate(encoded.encode(), default_backend())
+
+    def ensure_agent(self, uid: str, cert: x509.Certificate, groups: list[str]) -> None:
+        """``uid`` as an agent whose certificate is ``cert`` (``__create_ca_agent``)."""
+        quoted = urllib.parse.quote(uid)
+        if self.call("GET", f"/admin/users/{quoted}", expect=(200, 404)).status_code == 404:
+            self.call("POST", "/admin/users", expect=(200, 201), json={
+                "id": uid, "UserID": uid, "FullName": uid, "Type": "agentType", "State": "1"})
+            log(f"added Dogtag user {uid}")
+        pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        found = self.call("GET", f"/admin/users/{quoted}/certs").json()
+        listed = found.get("Cert") or found.get("entries") or []  # 10.10 says "Cert"
+        if not any(int(str(item.get("SerialNumber", "0")), 0) == cert.serial_number
+                   for item in listed):
+            self.call("POST", f"/admin/users/{quoted}/certs", expect=(200, 201),
+                      json={"Encoded": pem})
+            log(f"Dogtag user {uid} authenticates with certificate serial {cert.serial_number}")
+        for group in groups:
+            path = f"/admin/groups/{urllib.parse.quote(group)}/members"
+            if self.call("GET", f"{path}/{quoted}", expect=(200, 404)).status_code == 404:
+                self.call("POST", path, expect=(200, 201), json={"id": uid})
+                log(f"Dogtag user {uid} joined {group}")
+
+    def ensure_profile(self, profile_id: str, text: bytes) -> None:
+        """Create or replace ``profile_id`` and enable it (``_create_dogtag_profile``)."""
+        raw = {"Content-Type": "application/octet-stream"}
+        status = self.call("GET", f"/profiles/{profile_id}", expect=(200, 404)).status_code
+        if status == 404:
+            self.call("POST", "/profiles/raw", expect=(200, 201), data=text, headers=raw)
+        else:
+            self.call("POST", f"/profiles/{profile_id}?action=disable", expect=(200, 204, 400, 409))
+            self.call("PUT", f"/profiles/{profile_id}/raw", data=text, headers=raw)
+        self.call("POST", f"/profiles/{profile_id}?action=enable", expect=(200, 204, 400, 409))
+
+    def host_authority(self) -> dict[str, Any]:
+        return self.call("GET", "/authorities/host-authority").json()
+
+
+class Directory:
+    """IPA's directory (and o=ipaca) as Directory Manager, over the stack's network."""
+
+    def __init__(self, uri: str, password: str) -> None:
+        self.conn = ldap.initialize(uri)
+        self.conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 30)
+        try:
+            self.conn.simple_bind_s("cn=Directory Manager", password)
+        except ldap.LDAPError as exc:
+            raise SetupError(f"binding to {uri} as Directory Manager: {exc}") from exc
+
+    def get(self, dn: str, attrs: list[str]) -> dict[str, list[bytes]] | None:
+        try:
+            found = self.conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", attrs)
+        except ldap.NO_SUCH_OBJECT:
+            return None
+        return {key.lower(): values for key, values in found[0][1].items()}
+
+    def children(self, dn: str, filterstr: str) -> list[str]:
+        try:
+            return [child for child, _ in self.conn.search_s(dn, ldap.SCOPE_ONELEVEL,
+                                                             filterstr, ["cn"])]
+        except ldap.NO_SUCH_OBJECT:
+            return []
+
+    def ensure(self, dn: str, attrs: dict[str, list[str]]) -> bool:
+        """Add ``dn`` unless it exists (FreeIPA's ``ensure_entry``); True if added."""
+        if self.get(dn, ["objectClass"]) is not None:
+            return False
+        self.conn.add_s(dn, [(name, [value.encode() for value in values])
+                             for name, values in attrs.items()])
+        log(f"added {dn}")
+        return True
+
+    def add_value(self, dn: str, attr: str, value: bytes) -> None:
+        with contextlib.suppress(ldap.TYPE_OR_VALUE_EXISTS):
+            self.conn.modify_s(dn, [(ldap.MOD_ADD, attr, [value])])
+
+
+def valid_for(cert: x509.Certificate, key: Any) -> bool:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before, not_after = derived_keys.validity(cert)
+    return (derived_keys.certifies(cert, key) and not_before <= now
+            and not_after > now + RENEW_BEFORE)
+
+
+def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag, directory: Directory) -> None:
+    key = derived_keys.derive(derived_keys.read_secret(spec["seed"]), spec["name"])
+    dn = spec["publish"]
+    if spec.get("agent"):  # FreeIPA's renewal entry for the RA (cn=ca_renewal)
+        directory.ensure(dn, {"objectClass": ["top", "pkiUser", "nsContainer"],
+                              "cn": [dn.split(",", 1)[0].split("=", 1)[1]]})
+    entry = directory.get(dn, ["userCertificate;binary"])
+    if entry is None:
+        raise SetupError(f"{dn} does not exist: the certificate '{spec['name']}' is "
+                         f"published there (the ldap service's directory makes it)")
+    published = [x509.load_der_x509_certificate(der, default_backend())
+                 for der in entry.get("usercertificate;binary", [])]
+    usable = [cert for cert in published if valid_for(cert, key)]
+    if usable:
+        cert = max(usable, key=lambda item: derived_keys.validity(item)[1])
+    else:
+        cert = dogtag.issue(certificate_request(key, spec["subject"]), spec["profile"])
+        directory.add_value(dn, "userCertificate;binary",
+                            cert.public_bytes(serialization.Encoding.DER))
+        log(f"issued {spec['name']} ({spec['subject']}, serial {cert.serial_number}) and "
+            f"published it at {dn}")
+    if spec.get("agent"):
+        dogtag.ensure_agent(spec["agent"]["uid"], cert, spec["agent"]["groups"])
+
+
+def wait_until_served(uri: str, name: str, timeout: float = 120.0) -> None:
+    """Until ``uri`` answers StartTLS with a certificate the IPA CA issued (its service
+    restarts to load it)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        conn = ldap.initialize(uri)
+        try:
+            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 5)
+            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, CA_PEM)
+            conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
+            conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+            conn.start_tls_s()
+            conn.unbind_s()
+            log(f"{uri} serves the {name} certificate")
+            return
+        except ldap.LDAPError as exc:
+            last = exc
+        time.sleep(2)
+    raise SetupError(f"{uri} did not serve the {name} certificate within {timeout:.0f}s "
+                     f"(last error: {last}); the ldap service's log says why")
+
+
+def ensure_profiles(config: dict[str, Any], dogtag: Dogtag, directory: Directory) -> None:
+    container = f"cn=certprofiles,cn=ca,{config['suffix']}"
+    directory.ensure(f"cn=ca,{config['suffix']}", {"objectClass": ["top", "nsContainer"],
+                                                   "cn": ["ca"]})
+    directory.ensure(container, {"objectClass": ["top", "nsContainer"], "cn": ["certprofiles"]})
+    for profile_id, description, store_issued in included_profiles():
+        dn = f"cn={profile_id},{container}"
+        if directory.get(dn, ["cn"]) is not None:
+            continue
+        dogtag.ensure_profile(profile_id, profile_text(profile_id, config))
+        directory.ensure(dn, {"objectClass": ["ipacertprofile"], "cn": [profile_id],
+                              "description": [description],
+                              "ipaCertProfileStoreIssued": ["TRUE" if store_issued else "FALSE"]})
+        log(f"imported FreeIPA's profile {profile_id} into Dogtag")
+
+
+def ensure_ipa_ca_entry(config: dict[str, Any], dogtag: Dogtag, directory: Directory) -> None:
+    suffix = config["suffix"]
+    directory.ensure(f"cn=cas,cn=ca,{suffix}", {"objectClass": ["top", "nsContainer"],
+                                                "cn": ["cas"]})
+    if directory.get(f"cn=ipa,cn=cas,cn=ca,{suffix}", ["cn"]) is not None:
+        return
+    authority = dogtag.host_authority()
+    directory.ensure(f"cn=ipa,cn=cas,cn=ca,{suffix}", {
+        "objectClass": ["top", "ipaca"], "cn": ["ipa"], "description": ["IPA CA"],
+        "ipaCaId": [authority["id"]], "ipaCaIssuerDN": [authority["issuerDN"]],
+        "ipaCaSubjectDN": [authority["dn"]]})
+
+
+def ensure_default_caacl(config: dict[str, Any], directory: Directory) -> None:
+    suffix = config["suffix"]
+    container = f"cn=caacls,cn=ca,{suffix}"
+    directory.ensure(container, {"objectClass": ["top", "nsContainer"], "cn": ["caacls"]})
+    if directory.children(container, "(objectClass=ipacaacl)"):
+        return
+    directory.ensure(f"cn=hosts_services_caIPAserviceCert,{container}", {
+        "objectClass": ["ipaassociation", "ipacaacl"],
+        "cn": ["hosts_services_caIPAserviceCert"], "ipaUniqueID": ["autogenerate"],
+        "ipaEnabledFlag": ["TRUE"], "hostCategory": ["all"], "serviceCategory": ["all"],
+        "ipaMemberCertProfile": [f"cn=caIPAserviceCert,cn=certprofiles,cn=ca,{suffix}"]})
+
+
+def ensure_ca_service_entry(config: dict[str, Any], directory: Directory) -> None:
+    """cn=CA under the master, as ``configuredService``: ``ca_is_enabled`` looks only for
+    the entry, and CA discovery (``find_providing_server``), which wants an *enabled*
+    service, then falls back to default.conf's ``ca_host``: the ca service, not the
+    master entry's host (the ldap service)."""
+    master = f"cn={config['master']},cn=masters,cn=ipa,cn=etc,{config['suffix']}"
+    if directory.get(master, ["cn"]) is None:
+        raise SetupError(f"{master} does not exist (the ldap service's directory makes it)")
+    directory.ensure(f"cn=CA,{master}", {"objectClass": ["nsContainer", "ipaConfigObject"],
+                                         "cn": ["CA"], "ipaConfigString": ["configuredService"]})
+
+
+def admin_pem(password: bytes) -> str:
+    """The admin's key and certificate as a 0600 PEM on tmpfs, for requests."""
+    with open(ADMIN_P12, "rb") as handle:
+        key, cert, _ = pkcs12.load_key_and_certificates(handle.read(), password,
+                                                         default_backend())
+    if key is None or cert is None:
+        raise SetupError(f"{ADMIN_P12} holds no key and certificate")
+    fd, path = tempfile.mkstemp(prefix="ipa-ca-admin.", suffix=".pem", dir="/tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def setup() -> None:
+    with open(CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    p12_secret = "ca-pkcs12-password"
+    if not os.path.exists(os.path.join(derived_keys.SECRETS_DIR, p12_secret)):
+        p12_secret = "ca-admin-password"  # what init used when the first is absent
+    with open(os.path.join(derived_keys.SECRETS_DIR, p12_secret), "rb") as handle:
+        p12_password = handle.read().strip()
+    dm_password = os.path.join(derived_keys.SECRETS_DIR, "ldap-dm-password")
+    with open(dm_password, encoding="utf-8") as handle:
+        directory = Directory(config["ldap_uri"], handle.read().strip())
+    pem = admin_pem(p12_password)
+    try:
+        dogtag = Dogtag(config["dogtag_url"], pem)
+        dogtag.login()
+        started = time.monotonic()
+        ensure_profiles(config, dogtag, directory)
+        ensure_ipa_ca_entry(config, dogtag, directory)
+        ensure_default_caacl(config, directory)
+        ensure_ca_service_entry(config, directory)
+        # In the file's order: a certificate whose service restarts to serve it
+        # (served_at) comes last, as that restart interrupts the directory, and this
+        # waits for it, so that the CA is healthy only when the stack is settled.
+        for spec in config["certificates"]:
+            ensure_certificate(spec, dogtag, directory)
+            if spec.get("served_at"):
+                wait_until_served(spec["served_at"], spec["name"])
+        log(f"IPA's CA setup complete in {time.monotonic() - started:.1f}s")
+    finally:
+        os.unlink(pem)
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["profiles"]:  # the image build checks FreeIPA's data is readable
+        for profile_id, _, _ in included_profiles():
+            print(profile_id)
+        return 0
+    if argv != ["setup"]:
+        print("usage: ipa_ca.py setup | profiles", file=sys.stderr)
+        return 2
+    try:
+        setup()
+    except (SetupError, derived_keys.KeyError_, OSError, ldap.LDAPError) as exc:
+        print(f"ipa_ca: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -524,9 +524,11 @@ def schema(kind: str) -> None:
 @click.option("--tag", default=None, help="Image tag (default: ipabuild.yaml's image.tag).")
 @click.option("--monolith-tag", default=None,
               help="Tag of quay.io/freeipa/freeipa-server for monolithic-userns.")
+@click.option("--namespace", default=None,
+              help="Namespace of every object (default: ipabuild.yaml's namespace).")
 @click.pass_context
 def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | None,
-              monolith_tag: str | None) -> None:
+              monolith_tag: str | None, namespace: str | None) -> None:
     """Write kustomize/ (base, components, overlays split, split-userns, monolithic-userns).
 
     Same specs and options, same bytes. Secret values are not written: run
@@ -540,14 +542,20 @@ def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | 
         render_manifests,
         write_manifests,
     )
-    from ipabuild.spec import load_project, load_services
+    from ipabuild.manifests.monolith import DEFAULT_TAG as MONOLITH_TAG
+    from ipabuild.spec import load_project, load_services, namespace_problem
 
     try:
         root = _root(ctx.obj["root"])
         project = load_project(root)
-        options = ManifestOptions(registry or project.image.prefix, tag or project.image.tag)
-        if monolith_tag:
-            options = ManifestOptions(options.registry, options.tag, monolith_tag)
+        if namespace is not None:
+            problem = namespace_problem(namespace)
+            if problem:
+                raise UsageError(f"--namespace {namespace!r}: {problem}",
+                                 "give a lower-case DNS label such as ipabuild")
+            project = project.model_copy(update={"namespace": namespace})
+        options = ManifestOptions(registry or project.image.prefix, tag or project.image.tag,
+                                  monolith_tag or MONOLITH_TAG, project.namespace)
         files = render_manifests(project, load_services(root, project, []), options)
     except IpabuildError as exc:
         _fail(exc)

@@ -29,6 +29,7 @@ PROJECT_FILE = "ipabuild.yaml"
 SERVICE_FILE = "service.yaml"
 COMMON_DIR = "common"
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 PRIVILEGED_PORTS = 1024  # the kernel's default net.ipv4.ip_unprivileged_port_start
@@ -101,6 +102,15 @@ class PackageOverride(StrictModel):
     remove: list[str] = Field(default_factory=list)
 
 
+def namespace_problem(value: str) -> str | None:
+    """Why ``value`` cannot be the overlays' namespace, or None."""
+    if len(value) > 63 or not NAMESPACE.match(value):
+        return "a namespace is a DNS label (a-z, 0-9, '-', at most 63)"
+    if value == "default":
+        return "name a namespace of the stack's own, not `default`"
+    return None
+
+
 class ImageSettings(StrictModel):
     prefix: str = "localhost/ipabuild"
     tag: str = "latest"
@@ -112,10 +122,22 @@ class Project(StrictModel):
     realm: str
     domain: str
     image: ImageSettings = Field(default_factory=ImageSettings)
+    namespace: str = Field(
+        default="ipabuild",
+        description="Kubernetes namespace of the overlays' objects (`ipabuild manifests "
+                    "--namespace` overrides it); never `default`")
     default_family: str = "debian"
     source: str = "https://github.com/ipabuild/ipabuild"
     families: dict[str, Family]
     overrides: dict[str, dict[str, PackageOverride]] = Field(default_factory=dict)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        problem = namespace_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("realm")
     @classmethod

@@ -79,6 +79,17 @@ def test_overlay_builds_and_validates_strictly(overlay: str,
             kubernetes_validate.validate(obj, version, strict=True)
 
 
+def test_every_object_is_in_the_project_namespace(specs: tuple[Any, list[Any]],
+                                                  built: dict[str, list[dict[str, Any]]]
+                                                  ) -> None:
+    namespace = specs[0].namespace
+    assert namespace not in ("", "default")
+    for overlay in OVERLAYS:
+        for obj in built[overlay]:
+            assert obj["metadata"].get("namespace") == namespace, (overlay, obj["kind"],
+                                                                    obj["metadata"]["name"])
+
+
 def test_openshift_schema_is_strict(built: dict[str, list[dict[str, Any]]]) -> None:
     route = next(o for o in built["openshift/split"] if o["kind"] == "Route")
     broken = copy.deepcopy(route)

@@ -39,11 +39,13 @@ Tree = dict[str, list[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class ManifestOptions:
-    """Where the images come from: ``<registry>/<service>:<tag>`` and the monolith's tag."""
+    """Where the images come from (``<registry>/<service>:<tag>``, the monolith's tag) and
+    the namespace of every object."""
 
     registry: str
     tag: str
     monolith_tag: str = monolith.DEFAULT_TAG
+    namespace: str = "ipabuild"
 
 
 def _escape(key: str) -> str:
@@ -163,7 +165,7 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
     tree["overlays/split/network-policies.yaml"] = network_policies(services)
     registry = options.registry.rstrip("/")
     tree["overlays/split/kustomization.yaml"] = [{
-        **KUSTOMIZATION, "labels": COMMON_LABELS,
+        **KUSTOMIZATION, "namespace": options.namespace, "labels": COMMON_LABELS,
         "resources": ["../../base", *split_files],
         "components": ["../../secrets"],
         "images": [{"name": image_name(s.name), "newName": f"{registry}/{s.name}",
@@ -173,13 +175,14 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
     tree["overlays/monolithic-userns/freeipa.yaml"] = monolith.monolith_documents(project,
                                                                                   services)
     tree["overlays/monolithic-userns/kustomization.yaml"] = [{
-        **KUSTOMIZATION, "labels": COMMON_LABELS,
+        **KUSTOMIZATION, "namespace": options.namespace, "labels": COMMON_LABELS,
         "resources": ["../../base", "freeipa.yaml"],
         "components": ["../../secrets", "../../components/userns"],
         "images": [{"name": monolith.IMAGE, "newName": monolith.UPSTREAM_IMAGE,
                     "newTag": options.monolith_tag}]}]
     for mode in OVERLAYS:
+        # The namespace again: the OpenShift component adds resources (the Route) here.
         tree[f"overlays/openshift/{mode}/kustomization.yaml"] = [{
-            **KUSTOMIZATION, "resources": [f"../../{mode}"],
+            **KUSTOMIZATION, "namespace": options.namespace, "resources": [f"../../{mode}"],
             "components": [f"../../../components/openshift/{mode}"]}]
     return tree

@@ -90,6 +90,24 @@ def test_every_object_is_in_the_project_namespace(specs: tuple[Any, list[Any]],
                                                                     obj["metadata"]["name"])
 
 
+def test_requests_and_limits_come_from_each_spec(specs: tuple[Any, list[Any]],
+                                                 built: dict[str, list[dict[str, Any]]]
+                                                 ) -> None:
+    by_name = {s.name: s for s in specs[1]}
+    seen = set()
+    for obj in built["split-userns"]:
+        spec = pod_spec(obj)
+        if spec is None:
+            continue
+        for container in spec["containers"] + spec.get("initContainers", []):
+            wanted = by_name[container["name"].removesuffix("-init")].resources
+            assert container["resources"] == {
+                "requests": {"cpu": wanted.cpu_request, "memory": wanted.memory_request},
+                "limits": {"cpu": wanted.cpu_limit, "memory": wanted.memory_limit}}
+            seen.add(wanted.memory_request)
+    assert len(seen) == len(by_name), "every service has figures of its own"
+
+
 def test_openshift_schema_is_strict(built: dict[str, list[dict[str, Any]]]) -> None:
     route = next(o for o in built["openshift/split"] if o["kind"] == "Route")
     broken = copy.deepcopy(route)

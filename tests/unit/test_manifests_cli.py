@@ -88,6 +88,20 @@ def test_default_or_invalid_namespace_is_refused(project_copy: Path) -> None:
     assert status == 2 and "ipabuild.yaml:" in output and "`namespace`" in output
 
 
+def test_resources_are_checked_in_the_spec(project_copy: Path) -> None:
+    spec = project_copy / "services/kdc/service.yaml"
+    _edit(spec, "memory_request: 64Mi", "memory_request: 2Gi")
+    status, output = _run(project_copy)
+    assert status == 2 and "services/kdc/service.yaml" in output
+    assert "memory_request 2Gi is above memory_limit 256Mi" in output
+    _edit(spec, "memory_request: 2Gi", "memory_request: 64 MB")
+    status, output = _run(project_copy)
+    assert status == 2 and "not a Kubernetes quantity" in output
+    _edit(spec, "memory_request: 64 MB", "memory_request: 100Mi")
+    assert _run(project_copy)[0] == 0
+    assert "memory: 100Mi" in (project_copy / "kustomize/overlays/split/ldap.yaml").read_text()
+
+
 def test_port_clash_names_the_service(project_copy: Path) -> None:
     _edit(project_copy / "services/http/service.yaml", "service_port: 443", "service_port: 80")
     status, output = _run(project_copy)

@@ -108,6 +108,29 @@ def test_requests_and_limits_come_from_each_spec(specs: tuple[Any, list[Any]],
     assert len(seen) == len(by_name), "every service has figures of its own"
 
 
+def test_monolith_drops_net_raw_probes_liveness_and_has_network_policies(
+        built: dict[str, list[dict[str, Any]]]) -> None:
+    objects = built["monolithic-userns"]
+    statefulset = next(o for o in objects if pod_spec(o) is not None)
+    spec = pod_spec(statefulset)
+    for container in spec["containers"] + spec["initContainers"]:
+        capabilities = container["securityContext"]["capabilities"]
+        assert capabilities["drop"] == ["ALL"], container["name"]
+        assert "NET_RAW" not in capabilities.get("add", [])
+        assert container["imagePullPolicy"] == "Always"
+    main = spec["containers"][0]
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(main)
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects
+                if o["kind"] == "NetworkPolicy"}
+    assert set(policies) == {"ipabuild-default-deny", "freeipa-allow"}
+    allow = policies["freeipa-allow"]
+    assert allow["podSelector"]["matchLabels"] == statefulset["spec"]["selector"]["matchLabels"]
+    service = next(o for o in objects if o["kind"] == "Service")
+    assert {(p["port"], p["protocol"]) for p in allow["ingress"][0]["ports"]} == {
+        (p["port"], p["protocol"]) for p in service["spec"]["ports"]}
+    assert allow["egress"][0]["ports"][0] == {"port": 53, "protocol": "UDP"}
+
+
 def test_openshift_schema_is_strict(built: dict[str, list[dict[str, Any]]]) -> None:
     route = next(o for o in built["openshift/split"] if o["kind"] == "Route")
     broken = copy.deepcopy(route)

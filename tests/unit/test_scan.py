@@ -120,3 +120,21 @@ def test_checkov_finds_a_broken_rule_and_nothing_explains_it() -> None:
     assert "CKV_K8S_19" in ids and found.failed == len(found.findings) and found.passed > 0
     exceptions = scan.load_exceptions(ROOT)
     assert all(explain(f, "split", exceptions, {}) == "" for f in found.findings)
+
+
+def test_every_checkov_finding_on_the_overlays_is_fixed_or_documented() -> None:
+    project = load_project(ROOT)
+    services = load_services(ROOT, project, [])
+    report = scan.scan(ROOT, services, ["split", "split-userns", "monolithic-userns"],
+                       _checkov())
+    assert report.scanner.startswith("checkov 3.")
+    assert [o.overlay for o in report.overlays] == ["split", "split-userns",
+                                                    "monolithic-userns"]
+    for overlay in report.overlays:
+        assert overlay.passed > 50 and overlay.failed == len(overlay.findings)
+        assert overlay.unexplained == [], [(f.check_id, f.resource)
+                                           for f in overlay.unexplained]
+        # fixed in the manifests: the namespace, NetworkPolicies, liveness, NET_RAW
+        fixed = {"CKV_K8S_21", "CKV2_K8S_6", "CKV_K8S_8", "CKV_K8S_28", "CKV_K8S_37",
+                 "CKV_K8S_15"}
+        assert not fixed & {f.check_id for f in overlay.findings}, overlay.overlay

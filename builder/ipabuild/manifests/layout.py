@@ -174,9 +174,11 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
         **KUSTOMIZATION, "resources": ["../split"], "components": ["../../components/userns"]}]
     tree["overlays/monolithic-userns/freeipa.yaml"] = monolith.monolith_documents(project,
                                                                                   services)
+    tree["overlays/monolithic-userns/network-policies.yaml"] = (
+        monolith.monolith_network_policies(services))
     tree["overlays/monolithic-userns/kustomization.yaml"] = [{
         **KUSTOMIZATION, "namespace": options.namespace, "labels": COMMON_LABELS,
-        "resources": ["../../base", "freeipa.yaml"],
+        "resources": ["../../base", "freeipa.yaml", "network-policies.yaml"],
         "components": ["../../secrets", "../../components/userns"],
         "images": [{"name": monolith.IMAGE, "newName": monolith.UPSTREAM_IMAGE,
                     "newTag": options.monolith_tag}]}]

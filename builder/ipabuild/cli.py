@@ -526,14 +526,29 @@ def schema(kind: str) -> None:
               help="Tag of quay.io/freeipa/freeipa-server for monolithic-userns.")
 @click.option("--namespace", default=None,
               help="Namespace of every object (default: ipabuild.yaml's namespace).")
+@click.option("--digests", is_flag=True,
+              help="Name each split image by the digest REGISTRY holds for its tag (skopeo).")
+@click.option("--digests-from", type=click.Path(dir_okay=False), default=None,
+              metavar="PUSH.json",
+              help="Name each split image by the digest `ipabuild images --push R --json` "
+                   "recorded (and its registry).")
+@click.option("--tls-verify/--no-tls-verify", default=None,
+              help="For --digests: verify the registry's TLS (default: on, off for "
+                   "localhost/127.0.0.1).")
+@click.option("--monolith-digest", default=None, metavar="sha256:...",
+              help="Name quay.io/freeipa/freeipa-server by this digest in monolithic-userns.")
 @click.pass_context
 def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | None,
-              monolith_tag: str | None, namespace: str | None) -> None:
+              monolith_tag: str | None, namespace: str | None, digests: bool,
+              digests_from: str | None, tls_verify: bool | None,
+              monolith_digest: str | None) -> None:
     """Write kustomize/ (base, components, overlays split, split-userns, monolithic-userns).
 
     Same specs and options, same bytes. Secret values are not written: run
-    `ipabuild secrets --out kustomize/secrets` before `kubectl apply -k`. Exit status: 0
-    written or current, 1 --check found differences, 2 a spec manifests cannot express.
+    `ipabuild secrets --out kustomize/secrets` before `kubectl apply -k`. With --digests
+    or --digests-from the images are named by digest, so a cluster runs exactly what was
+    pushed. Exit status: 0 written or current, 1 --check found differences, 2 a spec
+    manifests cannot express, or a digest that cannot be had.
     """
     from ipabuild.emit import (
         KUSTOMIZE_DIR,
@@ -543,6 +558,7 @@ def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | 
         write_manifests,
     )
     from ipabuild.manifests.monolith import DEFAULT_TAG as MONOLITH_TAG
+    from ipabuild.registry import check_digest, push_digests, registry_digests
     from ipabuild.spec import load_project, load_services, namespace_problem
 
     try:
@@ -554,9 +570,23 @@ def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | 
                 raise UsageError(f"--namespace {namespace!r}: {problem}",
                                  "give a lower-case DNS label such as ipabuild")
             project = project.model_copy(update={"namespace": namespace})
-        options = ManifestOptions(registry or project.image.prefix, tag or project.image.tag,
-                                  monolith_tag or MONOLITH_TAG, project.namespace)
-        files = render_manifests(project, load_services(root, project, []), options)
+        services = load_services(root, project, [])
+        registry = registry or project.image.prefix
+        tag = tag or project.image.tag
+        pinned: dict[str, str] = {}
+        if digests and digests_from:
+            raise UsageError("--digests and --digests-from both name the digests",
+                             "use one of them")
+        if digests:
+            pinned = registry_digests(registry, tag, [s.name for s in services], tls_verify)
+        elif digests_from:
+            pushed_registry, pinned = push_digests(Path(digests_from),
+                                                   [s.name for s in services])
+            registry = pushed_registry
+        options = ManifestOptions(
+            registry, tag, monolith_tag or MONOLITH_TAG, project.namespace, pinned,
+            check_digest(monolith_digest, "--monolith-digest") if monolith_digest else "")
+        files = render_manifests(project, services, options)
     except IpabuildError as exc:
         _fail(exc)
         return

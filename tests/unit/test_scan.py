@@ -138,3 +138,23 @@ def test_every_checkov_finding_on_the_overlays_is_fixed_or_documented() -> None:
         fixed = {"CKV_K8S_21", "CKV2_K8S_6", "CKV_K8S_8", "CKV_K8S_28", "CKV_K8S_37",
                  "CKV_K8S_15"}
         assert not fixed & {f.check_id for f in overlay.findings}, overlay.overlay
+
+
+def test_pinned_by_digest_the_tag_findings_go(project_copy: Path) -> None:
+    """After `manifests --digests-from PUSH.json` no image is named by a mutable tag."""
+    argv = _checkov()
+    services = load_services(ROOT, load_project(ROOT), [])
+    push = project_copy / "push.json"
+    push.write_text(json.dumps({"images": [
+        {"service": s.name, "pushed_to": f"docker://127.0.0.1:5000/ipa/{s.name}:latest",
+         "digest": "sha256:" + s.name.encode().hex().ljust(64, "0")} for s in services]}))
+    result = CliRunner().invoke(main, ["--root", str(project_copy), "manifests",
+                                       "--digests-from", str(push),
+                                       "--monolith-digest", "sha256:" + "f" * 64])
+    assert result.exit_code == 0, result.output
+    report = scan.scan(project_copy, services, ["split", "split-userns", "monolithic-userns"],
+                       argv)
+    for overlay in report.overlays:
+        ids = {f.check_id for f in overlay.findings}
+        assert not ids & {"CKV_K8S_14", "CKV_K8S_43"}, overlay.overlay
+        assert overlay.unexplained == []

@@ -6,7 +6,7 @@ Paths are relative to ``kustomize/``. Each value is a list of documents (one fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ipabuild.manifests import monolith
@@ -46,6 +46,16 @@ class ManifestOptions:
     tag: str
     monolith_tag: str = monolith.DEFAULT_TAG
     namespace: str = "ipabuild"
+    # service -> sha256 digest: that image is named by digest instead of the tag
+    digests: dict[str, str] = field(default_factory=dict)
+    monolith_digest: str = ""
+
+
+def _image(name: str, new_name: str, tag: str, digest: str) -> dict[str, str]:
+    """A kustomize `images:` entry: by digest when there is one, else by tag."""
+    entry = {"name": name, "newName": new_name}
+    entry.update({"digest": digest} if digest else {"newTag": tag})
+    return entry
 
 
 def _escape(key: str) -> str:
@@ -168,8 +178,8 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
         **KUSTOMIZATION, "namespace": options.namespace, "labels": COMMON_LABELS,
         "resources": ["../../base", *split_files],
         "components": ["../../secrets"],
-        "images": [{"name": image_name(s.name), "newName": f"{registry}/{s.name}",
-                    "newTag": options.tag} for s in services]}]
+        "images": [_image(image_name(s.name), f"{registry}/{s.name}", options.tag,
+                          options.digests.get(s.name, "")) for s in services]}]
     tree["overlays/split-userns/kustomization.yaml"] = [{
         **KUSTOMIZATION, "resources": ["../split"], "components": ["../../components/userns"]}]
     tree["overlays/monolithic-userns/freeipa.yaml"] = monolith.monolith_documents(project,
@@ -180,8 +190,8 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
         **KUSTOMIZATION, "namespace": options.namespace, "labels": COMMON_LABELS,
         "resources": ["../../base", "freeipa.yaml", "network-policies.yaml"],
         "components": ["../../secrets", "../../components/userns"],
-        "images": [{"name": monolith.IMAGE, "newName": monolith.UPSTREAM_IMAGE,
-                    "newTag": options.monolith_tag}]}]
+        "images": [_image(monolith.IMAGE, monolith.UPSTREAM_IMAGE, options.monolith_tag,
+                          options.monolith_digest)]}]
     for mode in OVERLAYS:
         # The namespace again: the OpenShift component adds resources (the Route) here.
         tree[f"overlays/openshift/{mode}/kustomization.yaml"] = [{

@@ -4,6 +4,7 @@ by services/common/scanner-exceptions.yaml or shown as unexplained."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _checkov() -> list[str]:
+    """Checkov's argv. CI installs the test extra, which has it: there a missing Checkov
+    fails; a developer's older install skips, saying how to get it."""
     argv = checkov.find_checkov()
     if argv is None:
-        pytest.fail(f"Checkov is not installed: {checkov.INSTALL_HINT} (the test extra has it)")
+        message = f"Checkov is not installed: {checkov.INSTALL_HINT} (the test extra has it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return argv
 
 

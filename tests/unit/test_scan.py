@@ -110,6 +110,17 @@ def test_posture_without_checkov_says_so_in_one_line(monkeypatch: pytest.MonkeyP
         "monolithic-userns", "split", "split-userns"]
 
 
+def test_posture_html_has_the_scanner_tables(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    monkeypatch.setattr(checkov, "find_checkov", lambda: None)
+    page = tmp_path / "posture.html"
+    status, output = _posture("--modes", "split", "--html", str(page))
+    assert status == 0, output
+    html = page.read_text()
+    assert '<table id="scanner">' in html and '<table id="findings">' in html
+    assert "Checkov is not installed" in html and "<td>split-userns</td>" in html
+
+
 def test_posture_rejects_an_unknown_mode() -> None:
     status, output = _posture("--modes", "split,mono")
     assert status == 2 and "unknown mode(s) mono" in output

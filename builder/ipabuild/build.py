@@ -22,6 +22,7 @@ import hashlib
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from ipabuild.errors import ConfigError, IpabuildError, UsageError
 from ipabuild.imagestore import inspect_image, remove_if_dangling
 from ipabuild.locks import held, images_lock
 from ipabuild.ordering import topological
+from ipabuild.registry import default_tls_verify
 from ipabuild.render import BuildContext, render_service
 from ipabuild.spec import Project, Service, Wheel, load_services
 from ipabuild.wheels import fetch_wheel
@@ -70,6 +72,7 @@ class ImageResult:
     seconds: float = 0.0
     cache_key: str = ""
     pushed_to: str = ""
+    digest: str = ""  # the manifest digest the registry holds for pushed_to
     error: str = ""
     failed_step: str = ""
     log: str = ""
@@ -305,14 +308,18 @@ class ImageBuilder:
     def _push(self, result: ImageResult) -> None:
         registry = (self.options.push or "").rstrip("/")
         destination = f"docker://{registry}/{result.service}:{self.options.tag}"
-        host = registry.split("/")[0].split(":")[0]
         tls_verify = self.options.tls_verify
         if tls_verify is None:
-            tls_verify = host not in {"localhost", "127.0.0.1", "::1"}
+            tls_verify = default_tls_verify(registry)
         self.report(result.service, f"pushing to {destination}")
-        outcome = buildah.push(result.name, destination, tls_verify=tls_verify)
+        with tempfile.TemporaryDirectory() as tmp:
+            digest_file = Path(tmp) / "digest"
+            outcome = buildah.push(result.name, destination, tls_verify=tls_verify,
+                                   digest_file=digest_file)
+            digest = digest_file.read_text().strip() if digest_file.exists() else ""
         if outcome.succeeded:
             result.pushed_to = destination
+            result.digest = digest
         else:
             result.status = "failed"
             result.failed_step = "push"

@@ -61,12 +61,14 @@ def pull(reference: str) -> CommandResult:
     return run([BUILDAH, "pull", "--quiet", reference], check=False)
 
 
-def push(name: str, destination: str, *, tls_verify: bool) -> CommandResult:
-    """Push the local image ``name`` to ``destination`` (``docker://host/repo:tag``)."""
-    return run(
-        [BUILDAH, "push", f"--tls-verify={'true' if tls_verify else 'false'}", name, destination],
-        check=False,
-    )
+def push(name: str, destination: str, *, tls_verify: bool,
+         digest_file: Path | None = None) -> CommandResult:
+    """Push the local image ``name`` to ``destination`` (``docker://host/repo:tag``);
+    with ``digest_file`` buildah writes the pushed manifest's digest there."""
+    argv = [BUILDAH, "push", f"--tls-verify={'true' if tls_verify else 'false'}"]
+    if digest_file is not None:
+        argv.append(f"--digestfile={digest_file}")
+    return run([*argv, name, destination], check=False)
 
 
 def tag(name: str, reference: str) -> None:

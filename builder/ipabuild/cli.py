@@ -433,48 +433,69 @@ def verify(name: str | None, mode: str | None, pytest_args: tuple[str, ...]) -> 
 @click.option("--json", "json_output", is_flag=True, help="Print the report as JSON.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML report to this file.")
+@click.option("--manifests-only", is_flag=True,
+              help="Only the overlays' static checks (PSS restricted, Checkov); no stack.")
 @click.pass_context
 def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
-            html_file: str | None) -> None:
+            html_file: str | None, manifests_only: bool) -> None:
     """Compare the security posture of monolithic and split, side by side, from measurements.
 
     Per container: in-container UIDs and GIDs, host UID and GID ranges (GID 0 is the
     host's root group), user namespace, capabilities, NoNewPrivs, seccomp, read-only
     root, privileged, processes root inside, root on the host and in the host's root
     group, secrets in env, listening ports, and the image's setuid/setgid files, package
-    count and size; plus PSS "restricted" violations of the matching kustomize overlays.
+    count and size; plus, per kustomize overlay of the modes, PSS "restricted" violations
+    and Checkov's findings (`pip install 'ipabuild[scan]'`), each a documented exception
+    (services/common/scanner-exceptions.yaml) or unexplained.
     """
+    from ipabuild.checkov import find_checkov
     from ipabuild.podman_api import connect
     from ipabuild.posture import (
+        OVERLAY_OF_MODE,
         container_posture,
-        manifest_facts,
         posture_table,
         report_html,
         report_json,
     )
+    from ipabuild.scan import OVERLAYS_OF_MODE, findings_table, scan
+    from ipabuild.spec import load_project, load_services
     from ipabuild.tables import print_table
     from ipabuild.targets import stack_containers
 
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = sorted(set(wanted) - set(OVERLAY_OF_MODE))
     try:
+        if unknown:
+            raise UsageError(f"unknown mode(s) {', '.join(unknown)}",
+                             "use --modes with " + ", ".join(OVERLAY_OF_MODE))
         root = _root(ctx.obj["root"])
-        containers = [c for c in stack_containers(connect(), name) if c.mode in wanted]
-        if not containers:
-            raise UsageError(f"nothing running in mode(s) {', '.join(wanted)}",
-                             "start a stack first: `ipabuild up` (images: `ipabuild images`)")
-        images: dict = {}
-        rows = [container_posture(c, images) for c in containers]
-        manifests = {m: manifest_facts(root, m) for m in wanted}
+        rows = []
+        if not manifests_only:
+            containers = [c for c in stack_containers(connect(), name) if c.mode in wanted]
+            if not containers:
+                raise UsageError(f"nothing running in mode(s) {', '.join(wanted)}",
+                                 "start a stack first: `ipabuild up` (images: `ipabuild "
+                                 "images`), or `ipabuild posture --manifests-only`")
+            images: dict = {}
+            rows = [container_posture(c, images) for c in containers]
+        project = load_project(root)
+        overlays = [o for m in wanted for o in OVERLAYS_OF_MODE[m]]
+        scanned = scan(root, load_services(root, project, []), overlays, find_checkov())
+        pss = {o.overlay: o.pss for o in scanned.overlays}
+        manifests = {m: pss.get(OVERLAY_OF_MODE[m], {}) for m in wanted}
     except IpabuildError as exc:
         _fail(exc)
         return
-    document = report_json(rows, wanted, manifests)
+    document = report_json(rows, wanted, manifests, scanned)
     if html_file:
         Path(html_file).write_text(report_html(document))
     if json_output:
         click.echo(json.dumps(document, indent=2))
     else:
-        print_table(posture_table(rows))
+        if rows:
+            print_table(posture_table(rows))
+        if any(o.findings for o in scanned.overlays):
+            print_table(findings_table(scanned))
         for line in document["summary"]:  # type: ignore[attr-defined]
             click.echo(line)
         if html_file:
@@ -503,14 +524,31 @@ def schema(kind: str) -> None:
 @click.option("--tag", default=None, help="Image tag (default: ipabuild.yaml's image.tag).")
 @click.option("--monolith-tag", default=None,
               help="Tag of quay.io/freeipa/freeipa-server for monolithic-userns.")
+@click.option("--namespace", default=None,
+              help="Namespace of every object (default: ipabuild.yaml's namespace).")
+@click.option("--digests", is_flag=True,
+              help="Name each split image by the digest REGISTRY holds for its tag (skopeo).")
+@click.option("--digests-from", type=click.Path(dir_okay=False), default=None,
+              metavar="PUSH.json",
+              help="Name each split image by the digest `ipabuild images --push R --json` "
+                   "recorded (and its registry).")
+@click.option("--tls-verify/--no-tls-verify", default=None,
+              help="For --digests: verify the registry's TLS (default: on, off for "
+                   "localhost/127.0.0.1).")
+@click.option("--monolith-digest", default=None, metavar="sha256:...",
+              help="Name quay.io/freeipa/freeipa-server by this digest in monolithic-userns.")
 @click.pass_context
 def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | None,
-              monolith_tag: str | None) -> None:
+              monolith_tag: str | None, namespace: str | None, digests: bool,
+              digests_from: str | None, tls_verify: bool | None,
+              monolith_digest: str | None) -> None:
     """Write kustomize/ (base, components, overlays split, split-userns, monolithic-userns).
 
     Same specs and options, same bytes. Secret values are not written: run
-    `ipabuild secrets --out kustomize/secrets` before `kubectl apply -k`. Exit status: 0
-    written or current, 1 --check found differences, 2 a spec manifests cannot express.
+    `ipabuild secrets --out kustomize/secrets` before `kubectl apply -k`. With --digests
+    or --digests-from the images are named by digest, so a cluster runs exactly what was
+    pushed. Exit status: 0 written or current, 1 --check found differences, 2 a spec
+    manifests cannot express, or a digest that cannot be had.
     """
     from ipabuild.emit import (
         KUSTOMIZE_DIR,
@@ -519,15 +557,36 @@ def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | 
         render_manifests,
         write_manifests,
     )
-    from ipabuild.spec import load_project, load_services
+    from ipabuild.manifests.monolith import DEFAULT_TAG as MONOLITH_TAG
+    from ipabuild.registry import check_digest, push_digests, registry_digests
+    from ipabuild.spec import load_project, load_services, namespace_problem
 
     try:
         root = _root(ctx.obj["root"])
         project = load_project(root)
-        options = ManifestOptions(registry or project.image.prefix, tag or project.image.tag)
-        if monolith_tag:
-            options = ManifestOptions(options.registry, options.tag, monolith_tag)
-        files = render_manifests(project, load_services(root, project, []), options)
+        if namespace is not None:
+            problem = namespace_problem(namespace)
+            if problem:
+                raise UsageError(f"--namespace {namespace!r}: {problem}",
+                                 "give a lower-case DNS label such as ipabuild")
+            project = project.model_copy(update={"namespace": namespace})
+        services = load_services(root, project, [])
+        registry = registry or project.image.prefix
+        tag = tag or project.image.tag
+        pinned: dict[str, str] = {}
+        if digests and digests_from:
+            raise UsageError("--digests and --digests-from both name the digests",
+                             "use one of them")
+        if digests:
+            pinned = registry_digests(registry, tag, [s.name for s in services], tls_verify)
+        elif digests_from:
+            pushed_registry, pinned = push_digests(Path(digests_from),
+                                                   [s.name for s in services])
+            registry = pushed_registry
+        options = ManifestOptions(
+            registry, tag, monolith_tag or MONOLITH_TAG, project.namespace, pinned,
+            check_digest(monolith_digest, "--monolith-digest") if monolith_digest else "")
+        files = render_manifests(project, services, options)
     except IpabuildError as exc:
         _fail(exc)
         return

@@ -46,10 +46,15 @@ def run(directory: Path, timeout: int = 120) -> KustomizeResult:
     return KustomizeResult(argv, done.returncode, done.stdout, done.stderr)
 
 
-def build(directory: Path) -> list[dict[str, Any]]:
-    """Build a kustomization; its objects, or CommandFailed with kustomize's message."""
+def build_text(directory: Path) -> str:
+    """Build a kustomization; its YAML as kustomize prints it, or CommandFailed."""
     result = run(directory)
     if result.returncode != 0:
         raise CommandFailed(result.argv, result.returncode, result.stderr.strip()[-2000:],
                             f"kustomize build of {directory}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return result.stdout
+
+
+def build(directory: Path) -> list[dict[str, Any]]:
+    """Build a kustomization; its objects, or CommandFailed with kustomize's message."""
+    return [doc for doc in yaml.safe_load_all(build_text(directory)) if doc]

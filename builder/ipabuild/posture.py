@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
 from rich.table import Table
 
 from ipabuild.commands import run
 from ipabuild.imagestore import inspect_image
+from ipabuild.scan import ScanReport, summary_lines
 from ipabuild.tables import new_table
 from ipabuild.targets import ContainerFacts
 
@@ -150,25 +148,10 @@ def _declared_exceptions(image: str) -> str:
 
 def manifest_facts(root: Path, mode: str) -> dict[str, list[str]]:
     """PSS "restricted" violations per workload of the mode's kustomize overlay."""
-    from ipabuild import kustomize
-    from ipabuild.manifests import pss
+    from ipabuild.scan import pss_facts, render_overlays
 
-    if not (root / "kustomize" / "overlays" / OVERLAY_OF_MODE[mode]).is_dir():
-        return {}
-    result: dict[str, list[str]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        # A copy with placeholder secret values: the static facts do not depend on them,
-        # and the real values (if any) never leave kustomize/secrets/.
-        tree = Path(tmp) / "kustomize"
-        shutil.copytree(root / "kustomize", tree)
-        generator = yaml.safe_load((tree / "secrets" / "kustomization.yaml").read_text())
-        for entry in generator.get("secretGenerator", []):
-            for name in entry.get("files", []):
-                (tree / "secrets" / name.split("=")[-1]).write_text("placeholder")
-        for obj in kustomize.build(tree / "overlays" / OVERLAY_OF_MODE[mode]):
-            if pss.pod_spec(obj) is not None:
-                result[f"{obj['kind']}/{obj['metadata']['name']}"] = pss.violations(obj)
-    return result
+    built = render_overlays(root, [OVERLAY_OF_MODE[mode]])
+    return pss_facts(built[OVERLAY_OF_MODE[mode]]) if built else {}
 
 
 def summarise(rows: list[ContainerPosture], modes: list[str]) -> list[str]:
@@ -232,9 +215,15 @@ def posture_table(rows: list[ContainerPosture]) -> Table:
 
 
 def report_json(rows: list[ContainerPosture], modes: list[str],
-                manifests: dict[str, dict[str, list[str]]]) -> dict[str, object]:
-    return {"modes": modes, "containers": [asdict(r) for r in rows],
-            "manifests": manifests, "summary": summarise(rows, modes)}
+                manifests: dict[str, dict[str, list[str]]],
+                scanner: ScanReport | None = None) -> dict[str, object]:
+    """The whole report; ``scanner`` is the overlays' PSS and Checkov scan (``scan``)."""
+    summary = summarise(rows, modes) + (summary_lines(scanner) if scanner else [])
+    document: dict[str, object] = {"modes": modes, "containers": [asdict(r) for r in rows],
+                                   "manifests": manifests, "summary": summary}
+    if scanner is not None:
+        document["scanner"] = scanner.to_json()
+    return document
 
 
 def report_html(document: dict[str, object]) -> str:

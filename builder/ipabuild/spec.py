@@ -29,6 +29,7 @@ PROJECT_FILE = "ipabuild.yaml"
 SERVICE_FILE = "service.yaml"
 COMMON_DIR = "common"
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 PRIVILEGED_PORTS = 1024  # the kernel's default net.ipv4.ip_unprivileged_port_start
@@ -101,6 +102,15 @@ class PackageOverride(StrictModel):
     remove: list[str] = Field(default_factory=list)
 
 
+def namespace_problem(value: str) -> str | None:
+    """Why ``value`` cannot be the overlays' namespace, or None."""
+    if len(value) > 63 or not NAMESPACE.match(value):
+        return "a namespace is a DNS label (a-z, 0-9, '-', at most 63)"
+    if value == "default":
+        return "name a namespace of the stack's own, not `default`"
+    return None
+
+
 class ImageSettings(StrictModel):
     prefix: str = "localhost/ipabuild"
     tag: str = "latest"
@@ -112,10 +122,22 @@ class Project(StrictModel):
     realm: str
     domain: str
     image: ImageSettings = Field(default_factory=ImageSettings)
+    namespace: str = Field(
+        default="ipabuild",
+        description="Kubernetes namespace of the overlays' objects (`ipabuild manifests "
+                    "--namespace` overrides it); never `default`")
     default_family: str = "debian"
     source: str = "https://github.com/ipabuild/ipabuild"
     families: dict[str, Family]
     overrides: dict[str, dict[str, PackageOverride]] = Field(default_factory=dict)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        problem = namespace_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("realm")
     @classmethod
@@ -287,6 +309,39 @@ class InitStep(StrictModel):
     reason: str = ""
 
 
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_FACTORS = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+            "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
+
+
+def quantity(value: str) -> float:
+    """A Kubernetes quantity (``100m``, ``0.5``, ``256Mi``, ``1G``) as a number."""
+    match = _QUANTITY.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 100m, 1, 256Mi, 1Gi)")
+    return float(match.group(1)) * _FACTORS[match.group(2)]
+
+
+class Resources(StrictModel):
+    """Requests and limits of the service's container in Kubernetes. The defaults fit no
+    service in particular: each spec sets figures from its measured RSS
+    (docs/performance.md)."""
+
+    cpu_request: str = "100m"
+    cpu_limit: str = "1"
+    memory_request: str = "256Mi"
+    memory_limit: str = "1Gi"
+
+    @model_validator(mode="after")
+    def _request_within_limit(self) -> Resources:
+        for what in ("cpu", "memory"):
+            request = getattr(self, f"{what}_request")
+            limit = getattr(self, f"{what}_limit")
+            if quantity(request) > quantity(limit):
+                raise ValueError(f"{what}_request {request} is above {what}_limit {limit}")
+        return self
+
+
 class Service(StrictModel):
     """One service's declaration. Services are data: no Python knows their names."""
 
@@ -332,6 +387,11 @@ class Service(StrictModel):
         description="explicit deviations from the image contract, with the reason",
     )
     read_only_root: bool = True
+    resources: Resources = Field(
+        default_factory=Resources,
+        description="Kubernetes requests and limits of the container (and its init step): "
+                    "cpu_request, cpu_limit, memory_request, memory_limit as quantities; "
+                    "set from the service's measured idle and loaded RSS")
 
     @field_validator("sysctls")
     @classmethod

@@ -79,6 +79,58 @@ def test_overlay_builds_and_validates_strictly(overlay: str,
             kubernetes_validate.validate(obj, version, strict=True)
 
 
+def test_every_object_is_in_the_project_namespace(specs: tuple[Any, list[Any]],
+                                                  built: dict[str, list[dict[str, Any]]]
+                                                  ) -> None:
+    namespace = specs[0].namespace
+    assert namespace not in ("", "default")
+    for overlay in OVERLAYS:
+        for obj in built[overlay]:
+            assert obj["metadata"].get("namespace") == namespace, (overlay, obj["kind"],
+                                                                    obj["metadata"]["name"])
+
+
+def test_requests_and_limits_come_from_each_spec(specs: tuple[Any, list[Any]],
+                                                 built: dict[str, list[dict[str, Any]]]
+                                                 ) -> None:
+    by_name = {s.name: s for s in specs[1]}
+    seen = set()
+    for obj in built["split-userns"]:
+        spec = pod_spec(obj)
+        if spec is None:
+            continue
+        for container in spec["containers"] + spec.get("initContainers", []):
+            wanted = by_name[container["name"].removesuffix("-init")].resources
+            assert container["resources"] == {
+                "requests": {"cpu": wanted.cpu_request, "memory": wanted.memory_request},
+                "limits": {"cpu": wanted.cpu_limit, "memory": wanted.memory_limit}}
+            seen.add(wanted.memory_request)
+    assert len(seen) == len(by_name), "every service has figures of its own"
+
+
+def test_monolith_drops_net_raw_probes_liveness_and_has_network_policies(
+        built: dict[str, list[dict[str, Any]]]) -> None:
+    objects = built["monolithic-userns"]
+    statefulset = next(o for o in objects if pod_spec(o) is not None)
+    spec = pod_spec(statefulset)
+    for container in spec["containers"] + spec["initContainers"]:
+        capabilities = container["securityContext"]["capabilities"]
+        assert capabilities["drop"] == ["ALL"], container["name"]
+        assert "NET_RAW" not in capabilities.get("add", [])
+        assert container["imagePullPolicy"] == "Always"
+    main = spec["containers"][0]
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(main)
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects
+                if o["kind"] == "NetworkPolicy"}
+    assert set(policies) == {"ipabuild-default-deny", "freeipa-allow"}
+    allow = policies["freeipa-allow"]
+    assert allow["podSelector"]["matchLabels"] == statefulset["spec"]["selector"]["matchLabels"]
+    service = next(o for o in objects if o["kind"] == "Service")
+    assert {(p["port"], p["protocol"]) for p in allow["ingress"][0]["ports"]} == {
+        (p["port"], p["protocol"]) for p in service["spec"]["ports"]}
+    assert allow["egress"][0]["ports"][0] == {"port": 53, "protocol": "UDP"}
+
+
 def test_openshift_schema_is_strict(built: dict[str, list[dict[str, Any]]]) -> None:
     route = next(o for o in built["openshift/split"] if o["kind"] == "Route")
     broken = copy.deepcopy(route)

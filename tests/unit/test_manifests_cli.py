@@ -65,6 +65,43 @@ def test_registry_and_tag_options(project_copy: Path) -> None:
                 "--tag", "t1")[0] == 0
 
 
+def test_namespace_from_the_project_and_the_option(project_copy: Path) -> None:
+    assert _run(project_copy)[0] == 0
+    for overlay in ("split", "monolithic-userns"):
+        text = (project_copy / f"kustomize/overlays/{overlay}/kustomization.yaml").read_text()
+        assert "\nnamespace: ipabuild\n" in text, overlay
+    assert _run(project_copy, "--namespace", "tenant1")[0] == 0
+    text = (project_copy / "kustomize/overlays/split/kustomization.yaml").read_text()
+    assert "\nnamespace: tenant1\n" in text
+    assert _run(project_copy, "--check")[0] == 1  # the project's namespace differs: drift
+    _edit(project_copy / "ipabuild.yaml", "namespace: ipabuild", "namespace: tenant1")
+    assert _run(project_copy, "--check")[0] == 0
+
+
+def test_default_or_invalid_namespace_is_refused(project_copy: Path) -> None:
+    status, output = _run(project_copy, "--namespace", "default")
+    assert status == 2 and "not `default`" in output
+    status, output = _run(project_copy, "--namespace", "Tenant_1")
+    assert status == 2 and "DNS label" in output
+    _edit(project_copy / "ipabuild.yaml", "namespace: ipabuild", "namespace: default")
+    status, output = _run(project_copy)
+    assert status == 2 and "ipabuild.yaml:" in output and "`namespace`" in output
+
+
+def test_resources_are_checked_in_the_spec(project_copy: Path) -> None:
+    spec = project_copy / "services/kdc/service.yaml"
+    _edit(spec, "memory_request: 64Mi", "memory_request: 2Gi")
+    status, output = _run(project_copy)
+    assert status == 2 and "services/kdc/service.yaml" in output
+    assert "memory_request 2Gi is above memory_limit 256Mi" in output
+    _edit(spec, "memory_request: 2Gi", "memory_request: 64 MB")
+    status, output = _run(project_copy)
+    assert status == 2 and "not a Kubernetes quantity" in output
+    _edit(spec, "memory_request: 64 MB", "memory_request: 100Mi")
+    assert _run(project_copy)[0] == 0
+    assert "memory: 100Mi" in (project_copy / "kustomize/overlays/split/ldap.yaml").read_text()
+
+
 def test_port_clash_names_the_service(project_copy: Path) -> None:
     _edit(project_copy / "services/http/service.yaml", "service_port: 443", "service_port: 80")
     status, output = _run(project_copy)

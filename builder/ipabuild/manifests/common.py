@@ -21,8 +21,6 @@ STORAGE = "1Gi"
 ANNOTATION_ROOT_INIT = "ipabuild.io/root-in-user-namespace"
 ANNOTATION_SERVICE = "ipabuild.io/service"
 ANNOTATION_SCC = "openshift.io/required-scc"
-RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
-             "limits": {"cpu": "1", "memory": "1Gi"}}
 # Namespaced capabilities a root init step keeps inside its own user namespace (chown and
 # friends on its volumes): worthless against the host, and only with hostUsers: false.
 ROOT_INIT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"]

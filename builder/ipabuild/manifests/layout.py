@@ -6,7 +6,7 @@ Paths are relative to ``kustomize/``. Each value is a list of documents (one fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ipabuild.manifests import monolith
@@ -39,11 +39,23 @@ Tree = dict[str, list[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class ManifestOptions:
-    """Where the images come from: ``<registry>/<service>:<tag>`` and the monolith's tag."""
+    """Where the images come from (``<registry>/<service>:<tag>``, the monolith's tag) and
+    the namespace of every object."""
 
     registry: str
     tag: str
     monolith_tag: str = monolith.DEFAULT_TAG
+    namespace: str = "ipabuild"
+    # service -> sha256 digest: that image is named by digest instead of the tag
+    digests: dict[str, str] = field(default_factory=dict)
+    monolith_digest: str = ""
+
+
+def _image(name: str, new_name: str, tag: str, digest: str) -> dict[str, str]:
+    """A kustomize `images:` entry: by digest when there is one, else by tag."""
+    entry = {"name": name, "newName": new_name}
+    entry.update({"digest": digest} if digest else {"newTag": tag})
+    return entry
 
 
 def _escape(key: str) -> str:
@@ -163,23 +175,26 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
     tree["overlays/split/network-policies.yaml"] = network_policies(services)
     registry = options.registry.rstrip("/")
     tree["overlays/split/kustomization.yaml"] = [{
-        **KUSTOMIZATION, "labels": COMMON_LABELS,
+        **KUSTOMIZATION, "namespace": options.namespace, "labels": COMMON_LABELS,
         "resources": ["../../base", *split_files],
         "components": ["../../secrets"],
-        "images": [{"name": image_name(s.name), "newName": f"{registry}/{s.name}",
-                    "newTag": options.tag} for s in services]}]
+        "images": [_image(image_name(s.name), f"{registry}/{s.name}", options.tag,
+                          options.digests.get(s.name, "")) for s in services]}]
     tree["overlays/split-userns/kustomization.yaml"] = [{
         **KUSTOMIZATION, "resources": ["../split"], "components": ["../../components/userns"]}]
     tree["overlays/monolithic-userns/freeipa.yaml"] = monolith.monolith_documents(project,
                                                                                   services)
+    tree["overlays/monolithic-userns/network-policies.yaml"] = (
+        monolith.monolith_network_policies(services))
     tree["overlays/monolithic-userns/kustomization.yaml"] = [{
-        **KUSTOMIZATION, "labels": COMMON_LABELS,
-        "resources": ["../../base", "freeipa.yaml"],
+        **KUSTOMIZATION, "namespace": options.namespace, "labels": COMMON_LABELS,
+        "resources": ["../../base", "freeipa.yaml", "network-policies.yaml"],
         "components": ["../../secrets", "../../components/userns"],
-        "images": [{"name": monolith.IMAGE, "newName": monolith.UPSTREAM_IMAGE,
-                    "newTag": options.monolith_tag}]}]
+        "images": [_image(monolith.IMAGE, monolith.UPSTREAM_IMAGE, options.monolith_tag,
+                          options.monolith_digest)]}]
     for mode in OVERLAYS:
+        # The namespace again: the OpenShift component adds resources (the Route) here.
         tree[f"overlays/openshift/{mode}/kustomization.yaml"] = [{
-            **KUSTOMIZATION, "resources": [f"../../{mode}"],
+            **KUSTOMIZATION, "namespace": options.namespace, "resources": [f"../../{mode}"],
             "components": [f"../../../components/openshift/{mode}"]}]
     return tree

@@ -21,6 +21,7 @@ from ipabuild.manifests.common import (
     labels,
     selector,
 )
+from ipabuild.manifests.network import DNS, default_deny
 from ipabuild.spec import Project, Service
 
 NAME = "freeipa"
@@ -32,6 +33,15 @@ OPTIONS_FILE = "/data/ipa-server-install-options"
 # installer option -> the spec secret that holds its value
 PASSWORD_OPTIONS = {"--admin-password": "admin-password", "--ds-password": "ldap-dm-password"}
 EMPTY_DIRS = ["/run", "/run/lock", "/tmp", "/var/log/journal"]
+# What systemd and the daemons it starts as root keep, namespaced to the pod's own user
+# namespace: podman's default set (containers.conf default_capabilities), which the local
+# monolith runs with. Everything else (NET_RAW, MKNOD, AUDIT_WRITE, ...) is dropped.
+CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE",
+                "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"]
+HEALTH = ["systemctl", "status", "ipa"]
+# ipa-server-install (the CA step alone takes minutes) runs before ipa.service is up: the
+# startup probe allows it 30 minutes, then liveness restarts a pod whose IPA stopped.
+INSTALL_SECONDS = 1800
 
 
 def standard_ports(services: list[Service]) -> list[dict[str, Any]]:
@@ -83,18 +93,25 @@ def monolith_documents(project: Project, services: list[Service]) -> list[dict[s
         "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
         "ports": [{"name": p["name"], "containerPort": p["port"], "protocol": p["protocol"]}
                   for p in ports],
-        "readinessProbe": {"exec": {"command": ["systemctl", "status", "ipa"]},
+        "imagePullPolicy": "Always",  # a tag of upstream's is mutable (a digest is not)
+        "startupProbe": {"exec": {"command": HEALTH}, "periodSeconds": 10,
+                         "timeoutSeconds": 10, "failureThreshold": INSTALL_SECONDS // 10},
+        "readinessProbe": {"exec": {"command": HEALTH},
                            "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {"exec": {"command": HEALTH},
+                          "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 4},
         "resources": {"requests": {"cpu": "500m", "memory": "2Gi"},
                       "limits": {"cpu": "2", "memory": "4Gi"}},
         # systemd as UID 0 of the pod's own user namespace (hostUsers: false): its
         # capabilities are namespaced; never host root. Privilege escalation stays off.
-        "securityContext": {**root_in_userns, "allowPrivilegeEscalation": False},
+        "securityContext": {**root_in_userns, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"], "add": list(CAPABILITIES)}},
         "volumeMounts": mounts,
     }
     init = {
         "name": "install-options",
         "image": IMAGE,
+        "imagePullPolicy": "Always",
         "command": ["/bin/sh", "-c", _options_script()],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
                       "limits": {"cpu": "100m", "memory": "64Mi"}},
@@ -135,3 +152,18 @@ def monolith_documents(project: Project, services: list[Service]) -> list[dict[s
                  "ports": [{**p, "targetPort": p["port"]} for p in ports]},
     }
     return [statefulset, service]
+
+
+def monolith_network_policies(services: list[Service]) -> list[dict[str, Any]]:
+    """Default deny, then the monolith's standard ports open to its users (as the split's
+    kdc and http are) and egress to DNS and itself only: its daemons talk over loopback."""
+    ports = [{"port": p["port"], "protocol": p["protocol"]} for p in standard_ports(services)]
+    return [default_deny(), {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": f"{NAME}-allow", "labels": labels(NAME)},
+        "spec": {"podSelector": {"matchLabels": selector(NAME)},
+                 "policyTypes": ["Ingress", "Egress"],
+                 "ingress": [{"ports": ports}],
+                 "egress": [DNS, {"to": [{"podSelector": {"matchLabels": selector(NAME)}}],
+                                  "ports": ports}]},
+    }]

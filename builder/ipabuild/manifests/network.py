@@ -49,18 +49,26 @@ def _ports(service: Service) -> list[dict[str, Any]]:
     return [{"port": p.port, "protocol": p.protocol.upper()} for p in service.ports]
 
 
-def network_policies(services: list[Service]) -> list[dict[str, Any]]:
-    """Default deny for the stack's pods, then one allow policy per service."""
-    users = clients(services)
-    by_name = {s.name: s for s in services}
+DNS: dict[str, Any] = {"ports": [{"port": 53, "protocol": "UDP"},
+                                 {"port": 53, "protocol": "TCP"}]}
+
+
+def default_deny() -> dict[str, Any]:
+    """Ingress and egress denied for every pod of the stack unless a policy allows it."""
     part_of = {"app.kubernetes.io/part-of": PART_OF}
-    policies: list[dict[str, Any]] = [{
+    return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "ipabuild-default-deny", "labels": dict(part_of)},
         "spec": {"podSelector": {"matchLabels": dict(part_of)},
                  "policyTypes": ["Ingress", "Egress"]},
-    }]
-    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    }
+
+
+def network_policies(services: list[Service]) -> list[dict[str, Any]]:
+    """Default deny for the stack's pods, then one allow policy per service."""
+    users = clients(services)
+    by_name = {s.name: s for s in services}
+    policies: list[dict[str, Any]] = [default_deny()]
     def pod_of(name: str) -> dict[str, str]:
         """The pods a service's traffic reaches: its own, or its host's (``pod:``)."""
         return selector(by_name[name].pod or name)
@@ -76,7 +84,7 @@ def network_policies(services: list[Service]) -> list[dict[str, Any]]:
             spec["ingress"] = [rule]
         else:
             spec["ingress"] = []
-        egress = [dns]
+        egress: list[dict[str, Any]] = [DNS]
         for target in sorted(name for name, who in users.items() if service.name in who):
             if by_name[target].ports:
                 egress.append({"to": [{"podSelector": {"matchLabels": pod_of(target)}}],

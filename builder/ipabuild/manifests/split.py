@@ -17,7 +17,6 @@ from ipabuild.manifests.common import (
     ANNOTATION_ROOT_INIT,
     ANNOTATION_SERVICE,
     CONFIG_MAP,
-    RESOURCES,
     ROOT_INIT_CAPABILITIES,
     SECRET,
     SECRET_MODE,
@@ -41,6 +40,13 @@ def container_security(read_only_root: bool) -> dict[str, Any]:
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def resources(service: Service) -> dict[str, Any]:
+    """The spec's requests and limits."""
+    wanted = service.resources
+    return {"requests": {"cpu": wanted.cpu_request, "memory": wanted.memory_request},
+            "limits": {"cpu": wanted.cpu_limit, "memory": wanted.memory_limit}}
 
 
 def _probe(service: Service, failures: int) -> dict[str, Any]:
@@ -103,7 +109,7 @@ def _container(service: Service, host: str | None = None) -> dict[str, Any]:
         "image": image_name(service.name),
         "command": list(service.entrypoint),
         "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
-        "resources": RESOURCES,
+        "resources": resources(service),
         "securityContext": container_security(service.read_only_root),
         "volumeMounts": _mounts(service, host or service.name),
     }

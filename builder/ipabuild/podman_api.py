@@ -84,12 +84,21 @@ def connect(timeout: float = 10.0) -> PodmanClient:
 
 def healthcheck(client: PodmanClient, container: str) -> str:
     """Run the container's healthcheck now; 'healthy', 'unhealthy' or 'none'."""
+    return health_report(client, container)[0]
+
+
+def health_report(client: PodmanClient, container: str) -> tuple[str, str]:
+    """Run the container's healthcheck now: its status and what the check printed last
+    (the services' checks say in one line which part is missing)."""
     response = client.api.get(f"/containers/{container}/healthcheck")
     if response.status_code == 409:
-        return "none"
+        return "none", ""
     if response.status_code != 200:
-        return "unhealthy"
-    return str(response.json().get("Status", "unhealthy"))
+        return "unhealthy", ""
+    document = response.json()
+    log = document.get("Log") or []
+    output = str(log[-1].get("Output", "")).strip() if log else ""
+    return str(document.get("Status", "unhealthy")), output
 
 
 def log_tail(client: PodmanClient, container: str, lines: int = 20) -> str:

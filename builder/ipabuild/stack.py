@@ -36,7 +36,7 @@ from ipabuild.idranges import (
 from ipabuild.idusage import foreign_ranges
 from ipabuild.locks import held, stack_lock
 from ipabuild.ordering import topological
-from ipabuild.podman_api import api_error, healthcheck, log_tail, store_secrets
+from ipabuild.podman_api import api_error, health_report, healthcheck, log_tail, store_secrets
 from ipabuild.resolver import DNS_OPTIONS
 from ipabuild.secrets import SecretFiles
 from ipabuild.spec import Project, Service
@@ -400,15 +400,22 @@ class Stack:
         check = plan.service.healthcheck
         timeout = (check.start_period if check else 30) + READY_MARGIN
         deadline = time.monotonic() + timeout
+        said = ""
         while time.monotonic() < deadline:
             container = self.client.containers.get(plan.container)
             if container.status not in ("running", "created", "configured"):
                 raise ServiceNotReady(plan.service.name, f"exited ({container.status})",
                                       log_tail(self.client, plan.container))
-            if check is None or healthcheck(self.client, plan.container) == "healthy":
+            if check is None:
                 return
+            status, output = health_report(self.client, plan.container)
+            if status == "healthy":
+                return
+            said = output.splitlines()[-1] if output else said
             time.sleep(0.5)
-        raise ServiceNotReady(plan.service.name, f"not healthy within {timeout}s",
+        reason = f"not healthy within {timeout}s"
+        raise ServiceNotReady(plan.service.name,
+                              f"{reason}; its health check says: {said}" if said else reason,
                               log_tail(self.client, plan.container))
 
     # --- down -----------------------------------------------------------------------

@@ -283,7 +283,7 @@ def wait_until_served(uri: str, name: str, timeout: float = 120.0) -> None:
             return
         except ldap.LDAPError as exc:
             last = exc
-        time.sleep(2)
+        time.sleep(0.5)
     raise SetupError(f"{uri} did not serve the {name} certificate within {timeout:.0f}s "
                      f"(last error: {last}); the ldap service's log says why")
 

@@ -38,7 +38,7 @@ SEED = "ldap-tls-key-seed"
 LABEL = "ldap-tls"
 NICKNAME = "Server-Cert"   # dscreate's name, which cn=RSA,cn=encryption,cn=config names
 CA_NICKNAME = "IPA CA"
-POLL_UNTIL_INSTALLED = 3.0
+POLL_UNTIL_INSTALLED = 1.0
 POLL_AFTERWARDS = 300.0
 
 

@@ -5,11 +5,16 @@ delegated (S4U2Proxy) credentials. Every command runs in the client toolbox
 
 from __future__ import annotations
 
+import subprocess
+import threading
+import time
 import uuid
 
 import pytest
 
+from tests.integration.podman_cli import sh
 from tests.integration.stack_client import KINIT_ADMIN, Client, admin_env
+from tests.integration.test_stack import eventually
 
 ADMIN = f"{KINIT_ADMIN} && "
 
@@ -109,3 +114,43 @@ def test_host_and_service_add(client: Client) -> None:
     assert f'Added host "{host}"' in out, out
     assert f'Added service "HTTP/{host}@EXAMPLE.TEST"' in out, out
     assert f"Managed by: {host}" in out, out
+
+
+def test_api_with_ldap_down_names_the_directory(stack: str, client: Client) -> None:
+    """With ldap stopped and http up, the API answers FreeIPA's own error naming the
+    directory it cannot reach (patch 0005), not an HTTP 500 page; after ldap is back
+    the API works again."""
+    ldap = f"ipabuild-{stack}-ldap"
+
+    def stop_ldap_later() -> None:
+        time.sleep(6)
+        sh(["podman", "stop", "-t", "10", ldap])
+
+    stopper = threading.Thread(target=stop_ldap_later)
+    stopper.start()
+    try:
+        # The ticket for HTTP/ is fetched while ldap (and so the KDC's database) is up;
+        # then the script waits for ldap's port to close and calls the API again.
+        result = client.run(
+            ADMIN + "ipa ping >/dev/null && "
+            "for i in $(seq 60); do timeout 1 bash -c '</dev/tcp/ldap.example.test/3636' "
+            "2>/dev/null || break; sleep 0.5; done; ipa user-find admin",
+            env=admin_env(client))
+    finally:
+        stopper.join()
+        sh(["podman", "start", ldap])
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "cannot connect to 'ldaps://ldap.example.test:3636'" in out, out
+    assert "Internal Server Error" not in out and "Traceback" not in out, out
+    deadline = time.monotonic() + 120
+    while subprocess.run(["podman", "healthcheck", "run", ldap],
+                         capture_output=True, check=False).returncode != 0:
+        assert time.monotonic() < deadline, "ldap not healthy again"
+        time.sleep(1)
+
+    def api_answers() -> None:
+        again = client.run(ADMIN + "ipa user-find admin", env=admin_env(client))
+        assert again.returncode == 0 and "1 user matched" in again.stdout, (
+            again.stdout + again.stderr)
+    eventually(api_answers, timeout=120)

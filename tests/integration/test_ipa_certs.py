@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from tests.integration.conftest import ipabuild
 from tests.integration.podman_cli import sh
 from tests.integration.stack_client import Client
 from tests.integration.test_ipa_api import ipa
@@ -96,7 +97,8 @@ def test_user_changes_own_password_with_ipa_passwd(client: Client) -> None:
     # policy with no minimum life for carol only.
     ipa(client, 'printf "%s\\n%s\\n" "$P" "$P" | ipa user-add "$U" --first Carol --last C '
                 '--password && ipa group-add "$U-pw" && ipa group-add-member "$U-pw" --users "$U" '
-                '&& ipa pwpolicy-add "$U-pw" --minlife 0 --priority 10', U=user, P=initial)
+                '&& ipa pwpolicy-add "$U-pw" --minlife 0 --priority "$PRIO"', U=user, P=initial,
+        PRIO=str(100 + uuid.uuid4().int % 10**6))  # unique per policy: random, reruns too
     result = client.run(
         'printf "%s\\n%s\\n%s\\n" "$I" "$C" "$C" | kinit "$U" >/dev/null && '
         'printf "%s\\n%s\\n%s\\n" "$C" "$T" "$T" | ipa passwd "$U" && kdestroy && '
@@ -106,3 +108,33 @@ def test_user_changes_own_password_with_ipa_passwd(client: Client) -> None:
     assert result.returncode == 0, out
     assert f'Changed password for "{user}@EXAMPLE.TEST"' in out, out
     assert "third-password-works" in out, out
+
+
+def test_ipa_data_survives_down_and_up(stack: str, client: Client, ca_pem: str,
+                                       web_service: str) -> None:
+    """Users, groups, services and certificates made through the API are all there
+    after `ipabuild down` and `up` (volumes kept), and the API issues again."""
+    user, group = f"dave{uuid.uuid4().hex[:4]}", f"ops{uuid.uuid4().hex[:4]}"
+    out = ipa(client, ANCHOR + """
+        ipa user-add "$U" --first Dave --last D >/dev/null
+        ipa group-add "$G" >/dev/null && ipa group-add-member "$G" --users "$U" >/dev/null
+        cd /tmp && openssl req -new -newkey rsa:2048 -nodes -keyout k -out r.csr \
+            -subj "/O=EXAMPLE.TEST/CN=$H" 2>/dev/null
+        ipa cert-request r.csr --principal "HTTP/$H" | sed -n 's/^  Serial number: /SERIAL=/p'
+        """, U=user, G=group, H=web_service, CA_PEM=ca_pem)
+    serial = out.split("SERIAL=", 1)[1].split()[0]
+    assert ipabuild("down", "--name", stack).returncode == 0
+    up = ipabuild("up", "--name", stack)
+    assert up.returncode == 0, up.stderr[-3000:]
+    out = ipa(client, ANCHOR + """
+        ipa user-show "$U" && ipa group-show "$G" && ipa service-show "HTTP/$H"
+        ipa cert-show "$S" --out /tmp/kept.pem
+        openssl verify -CAfile /tmp/ipa-ca.pem /tmp/kept.pem
+        cd /tmp && openssl req -new -newkey rsa:2048 -nodes -keyout k2 -out r2.csr \
+            -subj "/O=EXAMPLE.TEST/CN=$H" 2>/dev/null
+        ipa cert-request r2.csr --principal "HTTP/$H"
+        """, U=user, G=group, H=web_service, S=serial, CA_PEM=ca_pem)
+    assert f"User login: {user}" in out and f"Member users: {user}" in out, out
+    assert f"Principal name: HTTP/{web_service}@EXAMPLE.TEST" in out, out
+    assert "/tmp/kept.pem: OK" in out and "Revoked: False" in out, out
+    assert out.count("Issuing CA: ipa") >= 2, out

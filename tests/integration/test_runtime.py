@@ -102,3 +102,23 @@ def test_dependent_service_reports_what_it_waits_for(
                             extra=["--network", network])
     wait_for_log(container, message, timeout=30)
     assert is_running(container), "it should keep waiting, not exit"
+
+
+@pytest.mark.parametrize(("prepare", "message"), [
+    ("", "no IPA CA certificate at /etc/ipa/ca.crt"),
+    ("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=x "
+     "-keyout /tmp/k -out /tmp/ipabuild-http/ca.crt 2>/dev/null", "no RA agent certificate"),
+])
+def test_http_health_check_names_what_is_missing(
+        built: dict[str, dict], prepare: str, message: str) -> None:
+    """http's health check (what `ipabuild up` quotes when http stays unhealthy) names
+    the missing piece: the IPA CA's certificate, then the RA agent's."""
+    script = f"mkdir -p /tmp/ipabuild-http && {prepare + ' && ' if prepare else ''}" \
+             "/usr/local/bin/ipabuild-http-health"
+    result = subprocess.run(
+        ["podman", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--user",
+         f"{random_uid()}:0", "--cap-drop", "all", "--entrypoint", "bash",
+         built["http"]["name"], "-c", script],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert message in result.stdout, result.stdout + result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ipabuild.podman_api import URL, stale_services
+from ipabuild.podman_api import URL, health_report, stale_services
 
 
 def _process(proc: Path, pid: int, argv: list[str], cwd: str) -> None:
@@ -23,3 +23,37 @@ def test_a_service_in_a_deleted_directory_is_stale(tmp_path: Path) -> None:
     _process(tmp_path, 104, ["podman", "system", "service", "unix:///other.sock"],
              "/x (deleted)")
     assert stale_services(tmp_path) == [101]
+
+
+class _Response:
+    def __init__(self, status_code: int, document: dict) -> None:
+        self.status_code, self._document = status_code, document
+
+    def json(self) -> dict:
+        return self._document
+
+
+class _Api:
+    def __init__(self, response: _Response) -> None:
+        self.response = response
+
+    def get(self, path: str) -> _Response:
+        assert path == "/containers/c1/healthcheck"
+        return self.response
+
+
+class _Client:
+    def __init__(self, response: _Response) -> None:
+        self.api = _Api(response)
+
+
+def test_health_report_carries_what_the_check_said_last() -> None:
+    """`ipabuild up` quotes the check's last line when a service stays unhealthy."""
+    log = [{"ExitCode": 1, "Output": "no IPA CA certificate at /etc/ipa/ca.crt"},
+           {"ExitCode": 1, "Output": "no RA agent certificate at /var/lib/ipa/ra-agent.pem\n"}]
+    client = _Client(_Response(200, {"Status": "unhealthy", "Log": log}))
+    assert health_report(client, "c1") == (  # type: ignore[arg-type]
+        "unhealthy", "no RA agent certificate at /var/lib/ipa/ra-agent.pem")
+    assert health_report(_Client(_Response(409, {})), "c1") == ("none", "")  # type: ignore[arg-type]
+    assert health_report(_Client(_Response(200, {"Status": "healthy"})), "c1") == (  # type: ignore[arg-type]
+        "healthy", "")

@@ -123,7 +123,7 @@ def doctor(fix: bool, json_output: bool) -> None:
 
 
 def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untyped-def]
-                   wanted: str = ""):
+                   wanted: str = "", tag: str | None = None):
     from ipabuild.podman_api import connect
     from ipabuild.spec import load_project, load_services
     from ipabuild.stack import Stack, with_dependencies
@@ -143,7 +143,8 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
         names = [w.strip() for w in wanted.split(",") if w.strip()]
         load_services(root, project, names)  # unknown names fail clearly here
         services = with_dependencies(load_services(root, project, service_names(root)), names)
-    return root, project, services, Stack(client, project, services, name, project.image.tag)
+    return root, project, services, Stack(client, project, services, name,
+                                          tag or project.image.tag)
 
 
 def _client_mount(spec: str) -> str:
@@ -269,8 +270,11 @@ def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> 
 @click.option("--service", "wanted", default="",
               help="Comma-separated services to start (with what they depend on); "
                    "default: all.")
+@click.option("--tag", default=None,
+              help="Image tag to run (default: ipabuild.yaml's image.tag). A stack's volumes "
+                   "outlive its images: `down`, then `up --tag NEW` upgrades it in place.")
 @click.pass_context
-def up(ctx: click.Context, name: str, mode: str, wanted: str) -> None:
+def up(ctx: click.Context, name: str, mode: str, wanted: str, tag: str | None) -> None:
     """Start a stack with podman, in dependency order, waiting for each to be healthy.
 
     ldap first, then kdc and ca, then http; each as a non-root UID with GID 0, read-only
@@ -284,7 +288,7 @@ def up(ctx: click.Context, name: str, mode: str, wanted: str) -> None:
     try:
         if mode == "monolithic":
             wanted = "monolithic"
-        root, _project, services, stack = _stack_context(ctx.obj["root"], name, wanted)
+        root, _project, services, stack = _stack_context(ctx.obj["root"], name, wanted, tag)
         files = ensure_secrets(secrets_dir(root, name), secret_names(services))
         rows = stack.up(files, PlainReporter())
     except IpabuildError as exc:

@@ -222,6 +222,7 @@ class Stack:
         self.client = client
         self.project = project
         self.name = name
+        self.tag = tag
         self.network = f"ipabuild-{name}"
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
                                   project.domain, self.network)
@@ -285,8 +286,9 @@ class Stack:
         missing = self.missing_images()
         if missing:
             services = ",".join(m.rsplit("/", 1)[1].split(":")[0] for m in missing)
+            tag = "" if self.tag == self.project.image.tag else f" --tag {self.tag}"
             raise UsageError(f"images missing: {', '.join(missing)}",
-                             f"build them with `ipabuild images --service {services}`")
+                             f"build them with `ipabuild images --service {services}{tag}`")
         if any(_state(c) == "running" for c in self.containers()):
             raise UsageError(f"stack {self.name!r} is already running",
                              f"see `ipabuild status --name {self.name}`, or "

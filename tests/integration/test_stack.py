@@ -68,8 +68,9 @@ def test_spnego_returns_the_principal_and_401_without_ticket(client: Client) -> 
 
 def test_kinit_through_the_kdc_proxy(client: Client) -> None:
     result = client.run(
-        "openssl s_client -connect http.example.test:443 </dev/null 2>/dev/null "
-        "| openssl x509 > /tmp/http.pem && "
+        # The proxy's TLS anchor: the IPA CA, which issued http's certificate (the
+        # toolbox pinned it at start: the top of the chain http sends).
+        "cp /tmp/ipa/ca.crt /tmp/http.pem && "
         f"export KRB5_TRACE=/dev/stderr; {KINIT_ADMIN} && klist",
         kdc="https://http.example.test/KdcProxy", env=admin_env(client))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -166,6 +167,11 @@ def _logs_tail(stack: str, service: str) -> str:
 @pytest.mark.parametrize("service", ["ldap", "kdc", "http", "ca"])
 def test_kill_9_of_the_daemon_then_restart(stack: str, client: Client, service: str) -> None:
     container = f"ipabuild-{stack}-{service}"
+    # A user made through FreeIPA's API before the kill must be there after it.
+    user = f"k9{service}{uuid.uuid4().hex[:4]}"
+    made = client.run(KINIT_ADMIN + ' && ipa user-add "$U" --first Kill --last Nine',
+                      env={**admin_env(client), "U": user})
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     init_pid = int(sh(["podman", "inspect", "--format", "{{.State.Pid}}", container]).stdout)
     daemons = [int(p) for p in Path(f"/proc/{init_pid}/task/{init_pid}/children")
                .read_text().split()]
@@ -185,6 +191,12 @@ def test_kill_9_of_the_daemon_then_restart(stack: str, client: Client, service: 
     # The KDC's open LDAP connection to the killed ldap dies silently (new address, no
     # RST): its first request after the restart waits for TCP to give up (~25 s here).
     eventually(lambda: _check_identity(client), timeout=90)
+
+    def user_kept() -> None:
+        shown = client.run(KINIT_ADMIN + ' && ipa user-show "$U"',
+                           env={**admin_env(client), "U": user})
+        assert f"User login: {user}" in shown.stdout, shown.stdout + shown.stderr
+    eventually(user_kept, timeout=90)
     if service == "ca":
         def ca_answers() -> None:
             assert _serial_known(client, "0x1"), "the CA does not answer through /ca"

@@ -56,6 +56,7 @@ def _service_entry(project: Project, service: Service, tag: str) -> dict[str, An
         "user": f"{uid}:0",
         "read_only": service.read_only_root,
         "init": True,
+        "restart": "on-failure",  # a crashed daemon comes back by itself, as in the cluster
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "dns_opt": DNS_OPTIONS,

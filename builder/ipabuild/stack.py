@@ -166,6 +166,10 @@ class ServicePlan:
             "dns_opt": DNS_OPTIONS,
             "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
             "init": True,
+            # A crashed daemon comes back by itself (Kubernetes' restartPolicy does the
+            # same in a cluster); `ipabuild down` stops it for good. The count caps a
+            # crash loop: podman restarts without backing off.
+            "restart_policy": {"Name": "on-failure", "MaximumRetryCount": RESTART_LIMIT},
         }
         if service.sysctls:
             args["sysctls"] = dict(service.sysctls)
@@ -176,6 +180,9 @@ class ServicePlan:
             args["userns_mode"] = "private"
             args["idmappings"] = {"UIDMap": mapping, "GIDMap": mapping}
         return args
+
+
+RESTART_LIMIT = 10
 
 
 def service_addresses(subnet: str, services: list[str]) -> dict[str, str]:
@@ -381,6 +388,7 @@ class Stack:
         args["command"] = plan.service.init.command[1:]
         args["labels"] = {**args["labels"], "io.ipabuild.role": "init"}
         args.pop("ports")
+        args.pop("restart_policy")  # a one-time step: its failure is reported, never retried
         if plan.service.init.root_in_user_namespace:
             args["user"] = "0:0"
             # Root's capabilities here are those of its own user namespace (chown and

@@ -18,6 +18,7 @@ ca_hostname=${CA_HOSTNAME:-ca}
 volumes=(/etc/pki /var/lib/pki /var/log/pki)
 marker=/etc/pki/.ipabuild-initialised
 setup_marker=/tmp/ipabuild-ca/ipa-setup-done
+start_timeout=${CA_START_TIMEOUT:-180}
 ca_pem=/tmp/ipabuild-ca/ca.pem
 cs_cfg=/etc/pki/$instance/ca/CS.cfg
 ldap_why="the CA's database $base_dn lives in the ldap service"
@@ -73,6 +74,14 @@ setup_ipa_side() {
             | grep -q '<Status>running</Status>'; do
         kill -0 "$tomcat" 2>/dev/null || return 0
         [ $((waited % 60)) -eq 30 ] && ipabuild_log "waiting for Dogtag to answer on :8443"
+        if [ "$waited" -ge "$start_timeout" ]; then
+            # Dogtag does not retry a failed engine start: stop, so that the container
+            # restarts (restart policy, or Kubernetes) and Dogtag starts again.
+            ipabuild_log "Dogtag's CA subsystem is not running after ${start_timeout}s" \
+                "(/var/log/pki/pki-tomcat/ca/debug.*.log says why); stopping to be restarted"
+            kill -TERM "$tomcat"
+            return 0
+        fi
         sleep 2
         waited=$((waited + 2))
     done
@@ -111,9 +120,22 @@ publish_ca_certificate() {
     esac
 }
 
+# Dogtag's engine gives up for good when its database does not answer at start ("Is the
+# database up?"): wait for a real LDAP answer, not just an open port.
+wait_ldap_answers() {
+    local waited=0
+    ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
+    until ldapsearch -x -LLL -o nettimeout=5 -H "ldap://$ldap_host:$ldap_port" -s base -b "" \
+            namingContexts >/dev/null 2>&1; do
+        [ $((waited % 30)) -eq 0 ] && ipabuild_log "waiting for ldap to answer LDAP ($ldap_why)"
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
 mode_run() {
     ipabuild_ensure_user
-    ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
+    wait_ldap_answers
     if ! initialised; then
         local waited=0
         until initialised; do

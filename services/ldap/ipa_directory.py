@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REALM = os.environ["IPA_REALM"]
@@ -283,17 +284,48 @@ def init() -> None:
     log(f"IPA directory for {REALM} initialised (framework {framework_version()})")
 
 
+@contextlib.contextmanager
+def listeners_off() -> Iterator[None]:
+    """No LDAP or LDAPS listener while the updates run, only LDAPI: what FreeIPA's own
+    upgrade does (upgradeinstance.py, ``__disable_listeners``/``__restore_config``, with
+    its ``ModifyLDIF``). Otherwise clients (the CA's Dogtag, starting beside ldap) connect
+    to the updating instance, then lose it when it stops for the final start. Edits
+    dse.ldif while ns-slapd is stopped."""
+    from ipaserver.install.installutils import ModifyLDIF
+
+    dse = CONFIG_DIR / "dse.ldif"
+    saved = {name: value for line in dse.read_text().splitlines()
+             for name, _, value in [line.partition(": ")]
+             if name in ("nsslapd-port", "nsslapd-security")}
+
+    def rewrite(values: dict[str, str]) -> None:
+        edited = dse.with_suffix(".ipabuild-upgrade")
+        with dse.open() as source, edited.open("w") as target:
+            parser = ModifyLDIF(source, target)
+            for name, value in values.items():
+                parser.replace_value("cn=config", name, [value.encode()])
+            parser.parse()
+        edited.replace(dse)
+
+    rewrite({"nsslapd-port": "0", "nsslapd-security": "off"})
+    try:
+        yield
+    finally:
+        rewrite(saved)
+
+
 def upgrade() -> None:
     """An existing volume under a newer framework: new schema, then the update files."""
     old = VERSION_FILE.read_text().strip() if VERSION_FILE.exists() else "unknown"
     log(f"upgrading the IPA directory from framework {old} to {framework_version()}")
     install_schema_files()
     bootstrap_api()
-    SLAPD.start()
-    try:
-        apply_updates()
-    finally:
-        SLAPD.stop()
+    with listeners_off():
+        SLAPD.start()
+        try:
+            apply_updates()
+        finally:
+            SLAPD.stop()
     VERSION_FILE.write_text(framework_version() + "\n")
 
 

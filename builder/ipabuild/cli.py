@@ -448,6 +448,8 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     and Checkov's findings (`pip install 'ipabuild[scan]'`), each a documented exception
     (services/common/scanner-exceptions.yaml) or unexplained.
     """
+    from ipabuild.blastprobe import measure
+    from ipabuild.blastradius import matrix_table, reach_table
     from ipabuild.checkov import find_checkov
     from ipabuild.podman_api import connect
     from ipabuild.posture import (
@@ -470,6 +472,8 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
                              "use --modes with " + ", ".join(OVERLAY_OF_MODE))
         root = _root(ctx.obj["root"])
         rows = []
+        blast = None
+        project = load_project(root)
         if not manifests_only:
             containers = [c for c in stack_containers(connect(), name) if c.mode in wanted]
             if not containers:
@@ -478,7 +482,9 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
                                  "images`), or `ipabuild posture --manifests-only`")
             images: dict = {}
             rows = [container_posture(c, images) for c in containers]
-        project = load_project(root)
+            specs = {s.name: s for s in load_services(root, project, [],
+                                                      modes=tuple(OVERLAY_OF_MODE))}
+            blast = measure(containers, specs, wanted)
         overlays = [o for m in wanted for o in OVERLAYS_OF_MODE[m]]
         scanned = scan(root, load_services(root, project, []), overlays, find_checkov())
         pss = {o.overlay: o.pss for o in scanned.overlays}
@@ -486,7 +492,7 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     except IpabuildError as exc:
         _fail(exc)
         return
-    document = report_json(rows, wanted, manifests, scanned)
+    document = report_json(rows, wanted, manifests, scanned, blast)
     if html_file:
         Path(html_file).write_text(report_html(document))
     if json_output:
@@ -494,6 +500,10 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     else:
         if rows:
             print_table(posture_table(rows))
+        for matrix in blast or []:
+            if matrix.rows:
+                print_table(matrix_table(matrix))
+                print_table(reach_table(matrix))
         if any(o.findings for o in scanned.overlays):
             print_table(findings_table(scanned))
         for line in document["summary"]:  # type: ignore[attr-defined]

@@ -128,8 +128,11 @@ class Matrix:
 
 
 def _count(part: int, whole: int, noun: str) -> str:
+    """``all 7 secrets``, ``2 of 11 secrets``, ``1 of 1 key``, ``no keys``."""
     if whole == 0:
         return f"no {noun}s"
+    if whole == 1:
+        return f"{part} of 1 {noun}"
     return f"all {whole} {noun}s" if part == whole else f"{part} of {whole} {noun}s"
 
 

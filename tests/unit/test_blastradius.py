@@ -71,10 +71,10 @@ def _split() -> Matrix:
 
 def test_summary_counts_per_daemon() -> None:
     line = summary(_split())
-    assert line.startswith("split: http apache2 → 1 of 3 secrets, all 1 keys, 1 writable")
-    assert "ldap ns-slapd → 1 of 3 secrets, 0 of 1 keys, LDAPI 1 of 1" in line
+    assert line.startswith("split: http apache2 → 1 of 3 secrets, 1 of 1 key, 1 writable")
+    assert "ldap ns-slapd → 1 of 3 secrets, 0 of 1 key, LDAPI 1 of 1" in line
     # ldap's own port is not a peer of ldap; http reaches it
-    assert "http apache2 → 1 of 3 secrets, all 1 keys, 1 writable, LDAPI 0 of 1, " \
+    assert "http apache2 → 1 of 3 secrets, 1 of 1 key, 1 writable, LDAPI 0 of 1, " \
            "1 of 1 peer ports" in line
     assert "peer ports" not in line.split("ldap ns-slapd")[1]
 
@@ -95,7 +95,7 @@ def test_every_daemon_reaching_everything_reads_as_any_daemon() -> None:
     rows = [Row(_daemon("monolithic", uid, cmd, mode="monolithic"), dict(everything))
             for uid, cmd in ((0, "krb5kdc"), (389, "ns-slapd"))]
     matrix = Matrix("monolithic", columns, rows)
-    assert summary(matrix) == "monolithic: any daemon → all 3 secrets, all 1 keys"
+    assert summary(matrix) == "monolithic: any daemon → all 3 secrets, 1 of 1 key"
     rows[1].cells["secret:master"] = NONE  # one fact differs: the rows are named again
     assert summary(matrix).startswith("monolithic: monolithic krb5kdc → all 3 secrets")
     assert "monolithic ns-slapd → 2 of 3 secrets" in summary(matrix)

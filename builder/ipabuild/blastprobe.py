@@ -188,8 +188,19 @@ def _mount_of(path: str, mounts: list[str]) -> str:
                key=len, default="/")
 
 
-def _found_columns(kind: str, found: dict[str, list[str]],
-                   containers: list[ContainerFacts]) -> list[Column]:
+def _volume_owner(volume: str, containers: list[ContainerFacts], specs: dict[str, Service],
+                  default: ContainerFacts) -> ContainerFacts:
+    """The container whose spec declares ``volume`` among its own ``volumes`` (the others
+    mount it as ``shared_volumes``); ``default`` when no spec says so."""
+    for facts in containers:
+        spec = specs.get(facts.service)
+        if spec and facts.volumes.get(volume) in {v.path for v in spec.volumes}:
+            return facts
+    return default
+
+
+def _found_columns(kind: str, found: dict[str, list[str]], containers: list[ContainerFacts],
+                   specs: dict[str, Service]) -> list[Column]:
     """Columns of found files: one per volume file (seen by every container that mounts
     the volume, at its own mount point) or per tmpfs file (only its own container)."""
     columns: dict[str, Column] = {}
@@ -202,8 +213,10 @@ def _found_columns(kind: str, found: dict[str, list[str]],
                 volume, rel = volume_of[mount], os.path.relpath(path, mount)
                 column_id = f"{kind}:{volume}:{rel}"
                 if column_id not in columns:
-                    columns[column_id] = Column(kind, column_id, f"{facts.service}:{path}",
-                                                owner=facts.service)
+                    owner = _volume_owner(volume, containers, specs, facts)
+                    where = os.path.normpath(os.path.join(owner.volumes[volume], rel))
+                    columns[column_id] = Column(kind, column_id, f"{owner.service}:{where}",
+                                                owner=owner.service)
                 for other in containers:
                     if volume in other.volumes:
                         where = os.path.normpath(os.path.join(other.volumes[volume], rel))
@@ -241,17 +254,20 @@ def columns_for(containers: list[ContainerFacts], specs: dict[str, Service]) -> 
     volumes: dict[str, Column] = {}
     for facts in containers:
         for name, dest in sorted(facts.volumes.items()):
-            volumes.setdefault(name, Column(VOLUME, f"volume:{name}", f"{facts.service}:{dest}",
-                                            owner=facts.service))
+            if name not in volumes:
+                owner = _volume_owner(name, containers, specs, facts)
+                volumes[name] = Column(VOLUME, f"volume:{name}",
+                                       f"{owner.service}:{owner.volumes[name]}",
+                                       owner=owner.service)
             volumes[name].locations[facts.name] = dest
     peers = [Column(PEER, f"peer:{spec.name}:{port.port}", f"{spec.name}:{port.port}",
                     {c.name: f"{spec.name}:{port.port}" for c in containers},
                     owner=spec.name, port=port.port)
              for spec in running for port in spec.ports if port.protocol == "tcp"]
     return [*sorted(secrets.values(), key=lambda c: c.label),
-            *_found_columns(KEY, keys, containers), *sorted(volumes.values(),
+            *_found_columns(KEY, keys, containers, specs), *sorted(volumes.values(),
                                                             key=lambda c: c.label),
-            *peers, *_found_columns(SOCKET, sockets, containers)]
+            *peers, *_found_columns(SOCKET, sockets, containers, specs)]
 
 
 # ---- daemons, from /proc -------------------------------------------------------------

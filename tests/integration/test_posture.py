@@ -164,3 +164,26 @@ def test_blast_radius_heat_map_in_headless_chromium(split_stack: str, tmp_path: 
                   .value_of_css_property("background-color")
     finally:
         driver.quit()
+
+
+def test_one_more_mounted_secret_changes_the_matrix(split_stack: str, sandbox: Sandbox) -> None:
+    """A container of the stack that mounts one more secret (a throwaway one, at the
+    Directory Manager password's path) gets a row that reads it, and the summary says so."""
+    image = sh(["podman", "inspect", f"ipabuild-{split_stack}-kdc", "--format",
+                "{{.ImageName}}"]).stdout.strip()
+    secret = sandbox.secret("dm", "not-the-real-one")
+    name = f"ipabuild-{split_stack}-extra{uuid.uuid4().hex[:4]}"
+    sh(["podman", "run", "-d", "--name", name, "--label", f"io.ipabuild.stack={split_stack}",
+        "--label", "io.ipabuild.service=extra", "--label", "io.ipabuild.mode=split",
+        "--user", "1234567:0",
+        "--secret", f"{secret},target=ldap-dm-password,uid=1234567,mode=0400",
+        "--entrypoint", "sleep", image, "300"])
+    sandbox.containers.append(name)
+    report = posture(split_stack)
+    columns, rows = _blast(report, "split")
+    extra, = _rows_of(rows, "extra")
+    assert extra["cells"][columns["ldap-dm-password"]] == "read"
+    assert extra["cells"][columns["kdc-master-key"]] == "none"
+    line = next(s for s in report["summary"] if s.startswith("blast radius, split: "))
+    assert f"extra sleep → 1 of {sum(1 for i in columns.values() if i.startswith('secret:'))}" \
+           " secrets" in line

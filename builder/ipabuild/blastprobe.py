@@ -49,10 +49,11 @@ from ipabuild.spec import Service
 from ipabuild.targets import ContainerFacts
 
 # What key material is called where FreeIPA's daemons keep it (PEM keys, keytabs, NSS
-# databases of 389-ds and Dogtag, PKCS#12 bundles, the KDC's stash, NSS PIN files).
+# databases of 389-ds and Dogtag, PKCS#12 bundles, the KDC's stash files, NSS PIN files,
+# copies of passwords a start script leaves on tmpfs).
 KEY_NAMES = ("*.key", "*-Key.pem", "*.keytab", "key4.db", "key3.db", "*.p12", "*.pfx",
-             "*.jks", "*.keystore", ".k5.*", "stash", "pwdfile.txt", "pin.txt",
-             "password.conf")
+             "*.jks", "*.keystore", ".k5.*", "stash", "*.stash", "pwdfile.txt", "pin.txt",
+             "*password*")
 KEY_MARKER = b"PRIVATE KEY"
 MARKER_MAX_BYTES = 256 * 1024  # files larger than this are not opened for the marker
 WALK_LIMIT = 100_000           # files looked at per container, at most
@@ -260,14 +261,14 @@ def columns_for(containers: list[ContainerFacts], specs: dict[str, Service]) -> 
                                        f"{owner.service}:{owner.volumes[name]}",
                                        owner=owner.service)
             volumes[name].locations[facts.name] = dest
-    peers = [Column(PEER, f"peer:{spec.name}:{port.port}", f"{spec.name}:{port.port}",
-                    {c.name: f"{spec.name}:{port.port}" for c in containers},
-                    owner=spec.name, port=port.port)
-             for spec in running for port in spec.ports if port.protocol == "tcp"]
+    peers = {f"peer:{spec.name}:{port.port}": Column(
+        PEER, f"peer:{spec.name}:{port.port}", f"{spec.name}:{port.port}",
+        {c.name: f"{spec.name}:{port.port}" for c in containers}, owner=spec.name,
+        port=port.port) for spec in running for port in spec.ports if port.protocol == "tcp"}
     return [*sorted(secrets.values(), key=lambda c: c.label),
             *_found_columns(KEY, keys, containers, specs), *sorted(volumes.values(),
                                                             key=lambda c: c.label),
-            *peers, *_found_columns(SOCKET, sockets, containers, specs)]
+            *peers.values(), *_found_columns(SOCKET, sockets, containers, specs)]
 
 
 # ---- daemons, from /proc -------------------------------------------------------------
@@ -356,11 +357,17 @@ def probe(daemon: Daemon, columns: list[Column], runner: Runner = podman_exec) -
 
 def measure(containers: list[ContainerFacts], specs: dict[str, Service],
             modes: list[str], runner: Runner = podman_exec) -> list[Matrix]:
-    """A matrix per mode, from the running containers of that mode (empty when none)."""
+    """A matrix per mode and stack, from that stack's running containers: a daemon's
+    peers and secrets are its own stack's. A mode with nothing running gets an empty
+    matrix (reported as not measured). The stack is named only when a mode has several."""
     matrices = []
     for mode in modes:
-        mine = [c for c in containers if c.mode == mode]
-        columns = columns_for(mine, specs) if mine else []
-        rows = [probe(d, columns, runner) for c in mine for d in daemons_of(c)]
-        matrices.append(Matrix(mode, columns, rows))
+        stacks = sorted({c.stack for c in containers if c.mode == mode})
+        if not stacks:
+            matrices.append(Matrix(mode, [], []))
+        for stack in stacks:
+            mine = [c for c in containers if c.mode == mode and c.stack == stack]
+            columns = columns_for(mine, specs)
+            rows = [probe(d, columns, runner) for c in mine for d in daemons_of(c)]
+            matrices.append(Matrix(mode, columns, rows, stack if len(stacks) > 1 else ""))
     return matrices

@@ -46,6 +46,16 @@ class Column:
     owner: str = ""  # the service whose volume, tmpfs or port it is ("" for secrets)
     port: int = 0    # a peer's TCP port
 
+    @property
+    def short(self) -> str:
+        """A header a heat map can stand: the owner and the path's last two parts
+        (``ldap:…/slapd-EXAMPLE-TEST/key4.db``); the full label stays in ``label``."""
+        if self.kind in (SECRET, PEER) or ":" not in self.label:
+            return self.label
+        owner, path = self.label.split(":", 1)
+        parts = path.strip("/").split("/")
+        return f"{owner}:{'…/' if len(parts) > 2 else '/'}{'/'.join(parts[-2:])}"
+
 
 @dataclass
 class Daemon:
@@ -105,6 +115,12 @@ class Matrix:
     mode: str
     columns: list[Column]
     rows: list[Row]
+    stack: str = ""  # "" when nothing ran in this mode
+
+    @property
+    def name(self) -> str:
+        """``split``, or ``split (stack br)`` when several stacks run in one mode."""
+        return f"{self.mode} (stack {self.stack})" if self.stack else self.mode
 
     def of_kind(self, kind: str) -> list[Column]:
         return [c for c in self.columns if c.kind == kind]
@@ -120,7 +136,8 @@ class Matrix:
                 if not (c.owner == mine.service and c.port in mine.ports)]
 
     def to_json(self) -> dict[str, object]:
-        return {"mode": self.mode, "columns": [asdict(c) for c in self.columns],
+        return {"mode": self.mode, "stack": self.stack, "name": self.name,
+                "columns": [{**asdict(c), "short": c.short} for c in self.columns],
                 "rows": [{**asdict(r), "label": r.daemon.label,
                           "cells": {c.id: r.cell(c) for c in self.columns},
                           "same_credentials": r.same_credentials} for r in self.rows],
@@ -158,24 +175,19 @@ def summary(matrix: Matrix) -> str:
     """One line per mode, e.g. ``monolithic: any daemon → all 7 secrets, all 9 keys``;
     computed from the cells, so one more readable secret changes it."""
     if not matrix.rows:
-        return f"{matrix.mode}: not measured (nothing running in this mode)"
+        return f"{matrix.name}: not measured (nothing running in this mode)"
     said = [(row.daemon, exposure(matrix, row)) for row in matrix.rows]
     if len({words for _, words in said}) == 1 and len(said) > 1:
-        return f"{matrix.mode}: any daemon → {said[0][1]}"
-    return f"{matrix.mode}: " + "; ".join(
+        return f"{matrix.name}: any daemon → {said[0][1]}"
+    return f"{matrix.name}: " + "; ".join(
         f"{d.service} {'+'.join(d.commands)} → {words}" for d, words in said)
-
-
-def short_label(column: Column) -> str:
-    """A column header: the secret's name, the key's owner and path, ``host:port``."""
-    return column.label
 
 
 def matrix_table(matrix: Matrix) -> Table:
     """Rows daemons, columns secrets and keys, cells read/write/none; whole labels."""
     columns = matrix.of_kind(SECRET) + matrix.of_kind(KEY)
-    table = new_table(f"blast radius, {matrix.mode}: compromise of a daemon exposes",
-                      ["daemon", *[short_label(c) for c in columns]], whole=("daemon",))
+    table = new_table(f"blast radius, {matrix.name}: compromise of a daemon exposes",
+                      ["daemon", *[c.label for c in columns]], whole=("daemon",))
     for row in matrix.rows:
         cells = [row.cell(c) for c in columns]
         everything = bool(cells) and all(c in READABLE for c in cells)
@@ -188,7 +200,7 @@ REACH_COLUMNS = ("daemon", "writable volumes", "peer ports it connects to", "LDA
 
 def reach_table(matrix: Matrix) -> Table:
     """What else a daemon reaches: writable volumes, peers (TCP), LDAPI sockets."""
-    table = new_table(f"blast radius, {matrix.mode}: volumes, peers, sockets", REACH_COLUMNS,
+    table = new_table(f"blast radius, {matrix.name}: volumes, peers, sockets", REACH_COLUMNS,
                       whole=("daemon",))
     for row in matrix.rows:
         volumes = [c.label for c in matrix.reached(row, VOLUME, WRITABLE)]

@@ -429,7 +429,9 @@ def verify(name: str | None, mode: str | None, pytest_args: tuple[str, ...]) -> 
 @main.command()
 @click.option("--modes", default="monolithic,split", show_default=True,
               help="Comma-separated modes to compare.")
-@click.option("--name", default=None, help="Only this stack (default: every ipabuild stack).")
+@click.option("--name", default=None,
+              help="Only these stacks, comma-separated, e.g. a split and a monolithic one "
+                   "(default: every ipabuild stack).")
 @click.option("--json", "json_output", is_flag=True, help="Print the report as JSON.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML report to this file.")
@@ -475,7 +477,10 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
         blast = None
         project = load_project(root)
         if not manifests_only:
-            containers = [c for c in stack_containers(connect(), name) if c.mode in wanted]
+            client = connect()
+            stacks = [n.strip() for n in name.split(",") if n.strip()] if name else [None]
+            containers = [c for stack in stacks for c in stack_containers(client, stack)
+                          if c.mode in wanted]
             if not containers:
                 raise UsageError(f"nothing running in mode(s) {', '.join(wanted)}",
                                  "start a stack first: `ipabuild up` (images: `ipabuild "

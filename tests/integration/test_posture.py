@@ -138,24 +138,31 @@ def test_blast_radius_heat_map_in_headless_chromium(split_stack: str, tmp_path: 
     if chromium is None or driver_path is None:
         pytest.fail("chromium and chromium-driver are needed (scripts/setup-host.sh)")
     page = tmp_path / "posture.html"
-    modes = "monolithic,split"
-    result = ipabuild("posture", "--modes", modes, "--html", str(page), "--json")
+    # Beside a developer's running monolith when there is one (IPABUILD_TEST_MONOLITH).
+    stacks = ",".join(filter(None, [split_stack, os.environ.get("IPABUILD_TEST_MONOLITH")]))
+    result = ipabuild("posture", "--modes", "monolithic,split", "--name", stacks,
+                      "--html", str(page), "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
-                 "--window-size=1600,1200", f"--user-data-dir={tmp_path / 'chromium'}"):
+                 "--window-size=1600,1200", "--hide-scrollbars",
+                 f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options,
                               service=webdriver.ChromeService(executable_path=driver_path))
     try:
         driver.get(page.as_uri())
-        heat = driver.find_element(By.ID, "blast-split")
-        heat.location_once_scrolled_into_view  # noqa: B018 (scrolls the maps into the shot)
+        driver.find_element(By.ID, "blast-split")
+        maps = driver.find_element(By.CSS_SELECTOR, "div.blast")  # both modes, side by side
+        width, height = driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        driver.set_window_size(max(1600, width + 50), max(1200, height + 50))
+        driver.execute_script("arguments[0].scrollIntoView()", maps)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "posture-blast-radius.png"
-        driver.save_screenshot(str(shot))
+        maps.screenshot(str(shot))
         assert shot.stat().st_size > 10_000
         red = driver.find_elements(By.CSS_SELECTOR, "#blast-split td.c-read, "
                                                     "#blast-split td.c-read-write")

@@ -260,3 +260,28 @@ def test_columns_for_spec_secrets_reach_every_container(
     assert kinds == sorted(kinds, key=[SECRET, KEY, VOLUME, PEER, SOCKET].index)
     secret = next(c for c in columns if c.label == "dm")
     assert secret.locations == {"ipabuild-t-web": str(tmp_path / "tmp/secrets/dm")}
+
+
+def test_each_stack_of_a_mode_gets_its_own_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two split stacks on one host: a daemon's peers and secrets are its own stack's,
+    and the summary names the stack."""
+    monkeypatch.setattr(blastprobe, "tmpfs_mounts", lambda _pid: [])
+    answer = "id\t5:0 0\ncaps\t0\nresult\t0\tread\t\n"
+
+    def container(stack: str) -> ContainerFacts:
+        return ContainerFacts(f"ipabuild-{stack}-web", stack, "web", "split", "img", NO_PID,
+                              [ProcessFacts(NO_PID, "webd", [5] * 4, [0] * 4, [5] * 4,
+                                            [0] * 4, IDENTITY, IDENTITY)])
+
+    spec = Service.model_validate({
+        "name": "web", "description": "fake", "user": 5, "entrypoint": ["/bin/true"],
+        "families": {"debian": {"base": "trixie", "packages": []}},
+        "secrets": [{"name": "seed", "path": "/run/secrets/seed"}],
+        "ports": [{"name": "x", "port": 8080, "service_port": 80}]})
+    matrices = measure([container("a"), container("b")], {"web": spec}, ["split", "monolithic"],
+                       lambda *_: CommandResult([], 0, answer, ""))
+    assert [m.name for m in matrices] == ["split (stack a)", "split (stack b)", "monolithic"]
+    assert [len(m.of_kind(PEER)) for m in matrices] == [1, 1, 0]
+    assert summary(matrices[0]) == "split (stack a): web webd → 1 of 1 secret, no keys, " \
+                                   "0 of 1 peer ports"
+    assert summary(matrices[2]).startswith("monolithic: not measured")

@@ -69,6 +69,9 @@ Runner = Callable[[str, int, int, list[str]], CommandResult]
 PROBE_SCRIPT = r"""
 tcp_py='import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)'
 unix_py='import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])'
+# Why a path cannot be seen: not there, or a directory on the way is not searchable.
+missing() { p=${1%/*}; while [ -n "$p" ] && [ ! -d "$p" ]; do p=${p%/*}; done
+  if [ -x "${p:-/}" ]; then echo absent; else echo "not searchable"; fi; }
 printf 'id\t%s:%s %s\n' "$(id -u)" "$(id -g)" "$(id -G)"
 printf 'caps\t%s\n' "$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)"
 i=0
@@ -80,12 +83,12 @@ while [ "$#" -ge 2 ]; do
       head -c 1 -- "$target" >/dev/null 2>&1 && r=1
       (: >>"$target") 2>/dev/null && w=1
       [ -n "$r$w" ] || detail=denied
-    else detail=absent; fi ;;
+    else detail=$(missing "$target"); fi ;;
   dir)
     if [ -d "$target" ]; then
       ls -- "$target" >/dev/null 2>&1 && r=1
       d=$(mktemp -d "$target/.ipabuild-blast.XXXXXX" 2>/dev/null) && rmdir "$d" && w=1
-    else detail=absent; fi ;;
+    else detail=$(missing "$target"); fi ;;
   tcp)
     host=${target%:*}; port=${target##*:}
     if command -v bash >/dev/null 2>&1; then
@@ -102,7 +105,7 @@ while [ "$#" -ge 2 ]; do
         uri="ldapi://$(printf %s "$target" | sed 's,/,%2F,g')"
         detail=$(timeout 5 ldapwhoami -Q -Y EXTERNAL -H "$uri" 2>&1 | head -n 1)
       fi
-    else detail=absent; fi ;;
+    else detail=$(missing "$target"); fi ;;
   esac
   cell=none
   if [ -n "$c" ]; then cell=connect

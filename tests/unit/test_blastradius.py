@@ -207,6 +207,7 @@ def test_measured_matrix_changes_with_one_fact(fake_container: ContainerFacts,
     [matrix] = measure([fake_container], {"web": spec}, ["split"], _setpriv_runner)
     cells = {c.label: matrix.rows[0].cell(c) for c in matrix.columns}
     assert cells["seed"] == READ and cells["dm"] == NONE
+    assert matrix.rows[0].details["secret:dm"] == "denied"
     assert cells[f"web:{tmp_path}/tmp/tls.pem"] == READ
     assert cells[f"web:{tmp_path}/data/alias/key4.db"] == NONE
     assert cells[f"web:{tmp_path}/data"] == READ  # 0755: listed, not writable

@@ -446,8 +446,11 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     host's root group), user namespace, capabilities, NoNewPrivs, seccomp, read-only
     root, privileged, processes root inside, root on the host and in the host's root
     group, secrets in env, listening ports, and the image's setuid/setgid files, package
-    count and size; plus, per kustomize overlay of the modes, PSS "restricted" violations
-    and Checkov's findings (`pip install 'ipabuild[scan]'`), each a documented exception
+    count and size; per daemon (UID:GID) the blast radius, tried from inside its container
+    as that UID: which secrets and keys it reads or writes, which volumes it writes, which
+    peers' ports and LDAPI sockets it reaches (docs/posture.md); plus, per kustomize
+    overlay of the modes, PSS "restricted" violations and Checkov's findings (`pip
+    install 'ipabuild[scan]'`), each a documented exception
     (services/common/scanner-exceptions.yaml) or unexplained.
     """
     from ipabuild.blastprobe import measure

@@ -433,7 +433,9 @@ def verify(name: str | None, mode: str | None, pytest_args: tuple[str, ...]) -> 
 @main.command()
 @click.option("--modes", default="monolithic,split", show_default=True,
               help="Comma-separated modes to compare.")
-@click.option("--name", default=None, help="Only this stack (default: every ipabuild stack).")
+@click.option("--name", default=None,
+              help="Only these stacks, comma-separated, e.g. a split and a monolithic one "
+                   "(default: every ipabuild stack).")
 @click.option("--json", "json_output", is_flag=True, help="Print the report as JSON.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML report to this file.")
@@ -448,10 +450,15 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     host's root group), user namespace, capabilities, NoNewPrivs, seccomp, read-only
     root, privileged, processes root inside, root on the host and in the host's root
     group, secrets in env, listening ports, and the image's setuid/setgid files, package
-    count and size; plus, per kustomize overlay of the modes, PSS "restricted" violations
-    and Checkov's findings (`pip install 'ipabuild[scan]'`), each a documented exception
+    count and size; per daemon (UID:GID) the blast radius, tried from inside its container
+    as that UID: which secrets and keys it reads or writes, which volumes it writes, which
+    peers' ports and LDAPI sockets it reaches (docs/posture.md); plus, per kustomize
+    overlay of the modes, PSS "restricted" violations and Checkov's findings (`pip
+    install 'ipabuild[scan]'`), each a documented exception
     (services/common/scanner-exceptions.yaml) or unexplained.
     """
+    from ipabuild.blastprobe import measure
+    from ipabuild.blastradius import matrix_table, reach_table
     from ipabuild.checkov import find_checkov
     from ipabuild.podman_api import connect
     from ipabuild.posture import (
@@ -474,15 +481,22 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
                              "use --modes with " + ", ".join(OVERLAY_OF_MODE))
         root = _root(ctx.obj["root"])
         rows = []
+        blast = None
+        project = load_project(root)
         if not manifests_only:
-            containers = [c for c in stack_containers(connect(), name) if c.mode in wanted]
+            client = connect()
+            stacks = [n.strip() for n in name.split(",") if n.strip()] if name else [None]
+            containers = [c for stack in stacks for c in stack_containers(client, stack)
+                          if c.mode in wanted]
             if not containers:
                 raise UsageError(f"nothing running in mode(s) {', '.join(wanted)}",
                                  "start a stack first: `ipabuild up` (images: `ipabuild "
                                  "images`), or `ipabuild posture --manifests-only`")
             images: dict = {}
             rows = [container_posture(c, images) for c in containers]
-        project = load_project(root)
+            specs = {s.name: s for s in load_services(root, project, [],
+                                                      modes=tuple(OVERLAY_OF_MODE))}
+            blast = measure(containers, specs, wanted)
         overlays = [o for m in wanted for o in OVERLAYS_OF_MODE[m]]
         scanned = scan(root, load_services(root, project, []), overlays, find_checkov())
         pss = {o.overlay: o.pss for o in scanned.overlays}
@@ -490,7 +504,7 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     except IpabuildError as exc:
         _fail(exc)
         return
-    document = report_json(rows, wanted, manifests, scanned)
+    document = report_json(rows, wanted, manifests, scanned, blast)
     if html_file:
         Path(html_file).write_text(report_html(document))
     if json_output:
@@ -498,6 +512,10 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     else:
         if rows:
             print_table(posture_table(rows))
+        for matrix in blast or []:
+            if matrix.rows:
+                print_table(matrix_table(matrix))
+                print_table(reach_table(matrix))
         if any(o.findings for o in scanned.overlays):
             print_table(findings_table(scanned))
         for line in document["summary"]:  # type: ignore[attr-defined]

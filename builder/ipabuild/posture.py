@@ -16,6 +16,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ipabuild.blastradius import Matrix
+from ipabuild.blastradius import summary as blast_summary
 from ipabuild.commands import run
 from ipabuild.imagestore import inspect_image
 from ipabuild.scan import ScanReport, summary_lines
@@ -216,11 +218,17 @@ def posture_table(rows: list[ContainerPosture]) -> Table:
 
 def report_json(rows: list[ContainerPosture], modes: list[str],
                 manifests: dict[str, dict[str, list[str]]],
-                scanner: ScanReport | None = None) -> dict[str, object]:
-    """The whole report; ``scanner`` is the overlays' PSS and Checkov scan (``scan``)."""
-    summary = summarise(rows, modes) + (summary_lines(scanner) if scanner else [])
+                scanner: ScanReport | None = None,
+                blast: list[Matrix] | None = None) -> dict[str, object]:
+    """The whole report; ``scanner`` is the overlays' PSS and Checkov scan (``scan``),
+    ``blast`` the measured "compromise of X exposes" matrix per mode (``blastprobe``)."""
+    summary = summarise(rows, modes)
+    summary += [f"blast radius, {blast_summary(m)}" for m in blast or []]
+    summary += summary_lines(scanner) if scanner else []
     document: dict[str, object] = {"modes": modes, "containers": [asdict(r) for r in rows],
                                    "manifests": manifests, "summary": summary}
+    if blast is not None:
+        document["blast_radius"] = [m.to_json() for m in blast]
     if scanner is not None:
         document["scanner"] = scanner.to_json()
     return document

@@ -62,6 +62,12 @@ class ProcessFacts:
     capabilities_effective: list[str] = field(default_factory=list)
     no_new_privs: bool = False
     seccomp: str = "unknown"
+    groups_host: list[int] = field(default_factory=list)  # supplementary GIDs (Groups:)
+
+    @property
+    def groups_container(self) -> list[int]:
+        """The supplementary GIDs as the container sees them (unmapped ones left out)."""
+        return [g for g in _translate(self.groups_host, self.gid_map) if g is not None]
 
     @property
     def host_root_uid(self) -> bool:
@@ -130,6 +136,7 @@ def process_facts(pid: int) -> ProcessFacts:
         capabilities_effective=decode_capabilities(status.get("CapEff", "0")),
         no_new_privs=status.get("NoNewPrivs", "0").strip() == "1",
         seccomp=SECCOMP_MODES.get(status.get("Seccomp", "").strip(), "unknown"),
+        groups_host=[int(x) for x in status.get("Groups", "").split()],
     )
 
 

@@ -30,6 +30,7 @@ class ContainerFacts:
     read_only_root: bool = False
     privileged: bool = False
     env_names: list[str] = field(default_factory=list)
+    volumes: dict[str, str] = field(default_factory=dict)  # named volume -> mount point
 
 
 def _measure(pid: int) -> list[ProcessFacts]:
@@ -63,6 +64,8 @@ def container_facts(client: PodmanClient, name: str) -> ContainerFacts:
         read_only_root=bool(host_config.get("ReadonlyRootfs")),
         privileged=bool(host_config.get("Privileged")),
         env_names=[e.split("=", 1)[0] for e in attrs["Config"].get("Env") or []],
+        volumes={m["Name"]: m["Destination"] for m in attrs.get("Mounts") or []
+                 if m.get("Type") == "volume" and m.get("Name")},
     )
 
 

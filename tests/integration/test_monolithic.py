@@ -5,6 +5,7 @@ inside, and the posture report puts it beside split from measurements."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -18,6 +19,12 @@ KINIT_ADMIN = 'printf "%s" "$PW" | kinit admin >/dev/null'
 
 @pytest.fixture(scope="module")
 def monolith() -> Iterator[str]:
+    reused = os.environ.get("IPABUILD_TEST_MONOLITH")
+    if reused:
+        # A developer's running monolith (`ipabuild up --mode monolithic --name NAME`):
+        # used as it is (no image build), never taken down.
+        yield reused
+        return
     build = ipabuild("images", "--service", "monolithic", "--json")
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     build_client_image()
@@ -69,3 +76,23 @@ def test_posture_compares_both_modes(monolith: str, stack: str) -> None:
     assert sum(r["root_in_container_processes"] for r in split) == 0
     assert all(r["host_root_processes"] == 0 for r in mono + split)
     assert not any(line.endswith("not measured") for line in report["summary"])
+
+
+def test_monolith_blast_radius(monolith: str) -> None:
+    """What a compromised monolith daemon reaches, measured from inside as its UID: the
+    root daemons (its supervisor, krb5kdc, httpd's parent) every secret and every key on
+    /data; the summary line is computed from those cells."""
+    result = ipabuild("posture", "--modes", "monolithic", "--name", monolith, "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    matrix = next(m for m in report["blast_radius"] if m["mode"] == "monolithic")
+    secrets = [c["id"] for c in matrix["columns"] if c["kind"] == "secret"]
+    keys = [c["id"] for c in matrix["columns"] if c["kind"] == "key"]
+    assert len(secrets) >= 7 and keys
+    root = [r for r in matrix["rows"] if r["daemon"]["uid"] == 0]
+    assert root, "no daemon runs as root inside the monolith"
+    for row in root:
+        assert not row["error"], row["error"]
+        assert all(row["cells"][s] in ("read", "read+write") for s in secrets + keys)
+    line = next(s for s in report["summary"] if s.startswith("blast radius, monolithic: "))
+    assert f"all {len(secrets)} secrets" in line

@@ -4,6 +4,7 @@ HTML page renders in a real headless Chromium."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -70,3 +71,126 @@ def test_html_report_renders_in_headless_chromium(stack: str, tmp_path: Path) ->
     assert '<table id="posture">' in dom
     assert dom.count(f"ipabuild-{stack}-") >= 4
     assert "Security posture: monolithic vs split" in dom
+
+
+# ---- blast radius: what a compromised daemon's UID reaches, measured from inside ------
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".ipabuild" / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def split_stack(request: pytest.FixtureRequest) -> str:
+    """A developer's running split stack (IPABUILD_TEST_STACK, which needs no image build),
+    else the session's shared stack."""
+    return os.environ.get("IPABUILD_TEST_STACK") or request.getfixturevalue("stack")
+
+
+def _blast(report: dict, mode: str) -> tuple[dict[str, str], list[dict]]:
+    """The mode's matrix: column label -> column id, and its rows."""
+    matrix = next(m for m in report["blast_radius"] if m["mode"] == mode)
+    return {c["label"]: c["id"] for c in matrix["columns"]}, matrix["rows"]
+
+
+def _rows_of(rows: list[dict], service: str) -> list[dict]:
+    found = [r for r in rows if r["daemon"]["service"] == service]
+    assert found, f"no daemon of {service} measured"
+    return found
+
+
+def test_blast_radius_of_the_split_stack(split_stack: str) -> None:
+    report = posture(split_stack)
+    columns, rows = _blast(report, "split")
+    for row in rows:
+        assert not row["error"], row["error"]
+    http, = _rows_of(rows, "http")
+    ldap, = _rows_of(rows, "ldap")
+    kdc, = _rows_of(rows, "kdc")
+    assert http["probe_ids"].startswith(f"{http['daemon']['uid']}:0 ")
+    # http reads its own seeds and keys, never the directory's or the KDC's secrets.
+    for own in ("http-tls-key-seed", "ra-agent-key-seed", "http-session-key",
+                "http-service-password"):
+        assert http["cells"][columns[own]] == "read", own
+    for foreign in ("ldap-dm-password", "kdc-master-key", "ca-admin-password"):
+        assert http["cells"][columns[foreign]] == "none", foreign
+    http_keys = [i for label, i in columns.items() if label.startswith("http:")
+                 and i.startswith("key:")]
+    assert http_keys and all(http["cells"][k] != "none" for k in http_keys)
+    # ldap reads the Directory Manager password; the kdc does not, yet reaches the LDAPI
+    # socket (the declared exception: 389-ds takes its GID-0 peer for Directory Manager).
+    assert ldap["cells"][columns["ldap-dm-password"]] == "read"
+    assert kdc["cells"][columns["ldap-dm-password"]] == "none"
+    sockets = [i for i in columns.values() if i.startswith("socket:")]
+    assert sockets and all(kdc["cells"][s] == "connect" for s in sockets)
+    assert all(http["cells"][s] == "none" for s in sockets)
+    line = next(s for s in report["summary"] if s.startswith("blast radius, split: "))
+    assert "any daemon" not in line and "http " in line
+
+
+def test_blast_radius_heat_map_in_headless_chromium(split_stack: str, tmp_path: Path) -> None:
+    """The HTML's two matrices, side by side, rendered by a real browser; the screenshot
+    is kept as the test's artefact."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.common.by import By
+    except ImportError:
+        pytest.fail("selenium is missing: pip install -e '.[test]' (scripts/setup-host.sh)")
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.fail("chromium and chromium-driver are needed (scripts/setup-host.sh)")
+    page = tmp_path / "posture.html"
+    # Beside a developer's running monolith when there is one (IPABUILD_TEST_MONOLITH).
+    stacks = ",".join(filter(None, [split_stack, os.environ.get("IPABUILD_TEST_MONOLITH")]))
+    result = ipabuild("posture", "--modes", "monolithic,split", "--name", stacks,
+                      "--html", str(page), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--window-size=1600,1200", "--hide-scrollbars",
+                 f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        driver.get(page.as_uri())
+        driver.find_element(By.ID, "blast-split")
+        maps = driver.find_element(By.CSS_SELECTOR, "div.blast")  # both modes, side by side
+        width, height = driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        driver.set_window_size(max(1600, width + 50), max(1200, height + 50))
+        driver.execute_script("arguments[0].scrollIntoView()", maps)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "posture-blast-radius.png"
+        maps.screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        red = driver.find_elements(By.CSS_SELECTOR, "#blast-split td.c-read, "
+                                                    "#blast-split td.c-read-write")
+        assert red and red[0].value_of_css_property("background-color") != \
+            driver.find_element(By.CSS_SELECTOR, "#blast-split td.c-none") \
+                  .value_of_css_property("background-color")
+    finally:
+        driver.quit()
+
+
+def test_one_more_mounted_secret_changes_the_matrix(split_stack: str, sandbox: Sandbox) -> None:
+    """A container of the stack that mounts one more secret (a throwaway one, at the
+    Directory Manager password's path) gets a row that reads it, and the summary says so."""
+    image = sh(["podman", "inspect", f"ipabuild-{split_stack}-kdc", "--format",
+                "{{.ImageName}}"]).stdout.strip()
+    secret = sandbox.secret("dm", "not-the-real-one")
+    name = f"ipabuild-{split_stack}-extra{uuid.uuid4().hex[:4]}"
+    sh(["podman", "run", "-d", "--name", name, "--label", f"io.ipabuild.stack={split_stack}",
+        "--label", "io.ipabuild.service=extra", "--label", "io.ipabuild.mode=split",
+        "--user", "1234567:0",
+        "--secret", f"{secret},target=ldap-dm-password,uid=1234567,mode=0400",
+        "--entrypoint", "sleep", image, "300"])
+    sandbox.containers.append(name)
+    report = posture(split_stack)
+    columns, rows = _blast(report, "split")
+    extra, = _rows_of(rows, "extra")
+    assert extra["cells"][columns["ldap-dm-password"]] == "read"
+    assert extra["cells"][columns["kdc-master-key"]] == "none"
+    line = next(s for s in report["summary"] if s.startswith("blast radius, split: "))
+    assert f"extra sleep → 1 of {sum(1 for i in columns.values() if i.startswith('secret:'))}" \
+           " secrets" in line

@@ -1,0 +1,212 @@
+"""Blast radius: what a compromised daemon's UID can actually reach, per mode.
+
+The privilege facts of ``posture`` (UIDs, user namespaces, capabilities) say how far a
+compromised daemon is from host root. A reviewer choosing between the monolith and the
+split stack asks the next question: *if one daemon is compromised, what does the attacker
+get?* This module holds the answer's shape and the words around it: a matrix per mode
+whose rows are daemons (the distinct UID:GID of a container's processes) and whose
+columns are what an attacker wants (bootstrap secrets, private keys, keytabs and NSS key
+databases found on volumes and tmpfs, volumes, peers' ports, LDAPI sockets). Every cell
+is a measurement ``ipabuild.blastprobe`` made from inside the container as that UID; no
+cell is inferred from the specs, so the matrix changes exactly when a fact does.
+
+Kept free of podman so the matrix and summary logic is tested with fake measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from rich.table import Table
+
+from ipabuild.tables import new_table
+
+# Column kinds, in the order the matrix shows them.
+SECRET, KEY, VOLUME, PEER, SOCKET = "secret", "key", "volume", "peer", "socket"
+KINDS = (SECRET, KEY, VOLUME, PEER, SOCKET)
+# Cell values.
+READ_WRITE, READ, WRITE, CONNECT, NONE = "read+write", "read", "write", "connect", "none"
+READABLE = (READ, READ_WRITE)
+WRITABLE = (WRITE, READ_WRITE)
+
+
+@dataclass
+class Column:
+    """Something worth having, and where each container sees it.
+
+    ``locations`` maps a container name to what its probe tries there: a path (secret,
+    key, volume, socket) or ``host:port`` (peer). A container without an entry cannot see
+    the thing at all (another container's tmpfs or unshared volume): its cell is "none".
+    """
+
+    kind: str
+    id: str
+    label: str
+    locations: dict[str, str] = field(default_factory=dict)
+    owner: str = ""  # the service whose volume, tmpfs or port it is ("" for secrets)
+    port: int = 0    # a peer's TCP port
+
+    @property
+    def short(self) -> str:
+        """A header a heat map can stand: the owner and the path's last two parts
+        (``ldap:…/slapd-EXAMPLE-TEST/key4.db``); the full label stays in ``label``."""
+        if self.kind in (SECRET, PEER) or ":" not in self.label:
+            return self.label
+        owner, path = self.label.split(":", 1)
+        parts = path.strip("/").split("/")
+        return f"{owner}:{'…/' if len(parts) > 2 else '/'}{'/'.join(parts[-2:])}"
+
+
+@dataclass
+class Daemon:
+    """One row: the processes of a container that share a UID and GID (inside IDs)."""
+
+    mode: str
+    service: str
+    container: str
+    uid: int
+    gid: int
+    commands: list[str]
+    capabilities: list[str] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)  # supplementary, as the daemon has them
+    ports: list[int] = field(default_factory=list)   # TCP ports its own processes listen on
+
+    @property
+    def key(self) -> str:
+        return f"{self.container}/{self.uid}:{self.gid}"
+
+    @property
+    def label(self) -> str:
+        """``service command+command`` (uid): how the report names the row."""
+        return f"{self.service} {'+'.join(self.commands)} (uid {self.uid})"
+
+
+@dataclass
+class Row:
+    """One daemon's measured access: a cell per column id, plus what the probe saw.
+
+    ``probe_ids`` is ``id -u:id -g id -G`` and ``probe_capabilities`` the CapEff of the
+    probe process itself, so a reader sees whether the probe ran with the daemon's
+    credentials (podman exec cannot add the daemon's supplementary groups)."""
+
+    daemon: Daemon
+    cells: dict[str, str] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # absent, denied, LDAPI identity
+    probe_ids: str = ""
+    probe_capabilities: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def cell(self, column: Column) -> str:
+        return self.cells.get(column.id, NONE)
+
+    @property
+    def same_credentials(self) -> bool:
+        """The probe ran as the daemon: same capabilities and supplementary groups."""
+        groups = self.probe_ids.split(" ", 1)[1].split() if " " in self.probe_ids else []
+        wanted = sorted({str(g) for g in [self.daemon.gid, *self.daemon.groups]})
+        return (sorted(self.probe_capabilities) == sorted(self.daemon.capabilities)
+                and sorted(set(groups)) == wanted)
+
+
+@dataclass
+class Matrix:
+    """A mode's "compromise of X exposes" matrix."""
+
+    mode: str
+    columns: list[Column]
+    rows: list[Row]
+    stack: str = ""  # "" when nothing ran in this mode
+
+    @property
+    def name(self) -> str:
+        """``split``, or ``split (stack br)`` when several stacks run in one mode."""
+        return f"{self.mode} (stack {self.stack})" if self.stack else self.mode
+
+    def of_kind(self, kind: str) -> list[Column]:
+        return [c for c in self.columns if c.kind == kind]
+
+    def reached(self, row: Row, kind: str, values: tuple[str, ...] = READABLE) -> list[Column]:
+        return [c for c in self.of_kind(kind) if row.cell(c) in values]
+
+    def peers_of(self, row: Row) -> list[Column]:
+        """Peer columns that are another daemon's: not a port the row's own processes
+        listen on (in the monolith every daemon's peers share its container)."""
+        mine = row.daemon
+        return [c for c in self.of_kind(PEER)
+                if not (c.owner == mine.service and c.port in mine.ports)]
+
+    def to_json(self) -> dict[str, object]:
+        return {"mode": self.mode, "stack": self.stack, "name": self.name,
+                "columns": [{**asdict(c), "short": c.short} for c in self.columns],
+                "rows": [{**asdict(r), "label": r.daemon.label,
+                          "cells": {c.id: r.cell(c) for c in self.columns},
+                          "same_credentials": r.same_credentials} for r in self.rows],
+                "summary": summary(self)}
+
+
+def _count(part: int, whole: int, noun: str) -> str:
+    """``all 7 secrets``, ``2 of 11 secrets``, ``1 of 1 key``, ``no keys``."""
+    if whole == 0:
+        return f"no {noun}s"
+    if whole == 1:
+        return f"{part} of 1 {noun}"
+    return f"all {whole} {noun}s" if part == whole else f"{part} of {whole} {noun}s"
+
+
+def exposure(matrix: Matrix, row: Row) -> str:
+    """What compromising ``row``'s daemon gives, in words (counts, not names)."""
+    secrets, keys = matrix.of_kind(SECRET), matrix.of_kind(KEY)
+    parts = [_count(len(matrix.reached(row, SECRET)), len(secrets), "secret"),
+             _count(len(matrix.reached(row, KEY)), len(keys), "key")]
+    written = matrix.reached(row, SECRET, WRITABLE) + matrix.reached(row, KEY, WRITABLE)
+    if written:
+        parts.append(f"{len(written)} writable")
+    sockets = matrix.of_kind(SOCKET)
+    if sockets:
+        parts.append(f"LDAPI {len(matrix.reached(row, SOCKET, (CONNECT,)))} of {len(sockets)}")
+    peers = matrix.peers_of(row)
+    if peers:
+        reached = [c for c in peers if row.cell(c) == CONNECT]
+        parts.append(f"{len(reached)} of {len(peers)} peer ports")
+    return ", ".join(parts)
+
+
+def summary(matrix: Matrix) -> str:
+    """One line per mode, e.g. ``monolithic: any daemon → all 7 secrets, all 9 keys``;
+    computed from the cells, so one more readable secret changes it."""
+    if not matrix.rows:
+        return f"{matrix.name}: not measured (nothing running in this mode)"
+    said = [(row.daemon, exposure(matrix, row)) for row in matrix.rows]
+    if len({words for _, words in said}) == 1 and len(said) > 1:
+        return f"{matrix.name}: any daemon → {said[0][1]}"
+    return f"{matrix.name}: " + "; ".join(
+        f"{d.service} {'+'.join(d.commands)} → {words}" for d, words in said)
+
+
+def matrix_table(matrix: Matrix) -> Table:
+    """Rows daemons, columns secrets and keys, cells read/write/none; whole labels."""
+    columns = matrix.of_kind(SECRET) + matrix.of_kind(KEY)
+    table = new_table(f"blast radius, {matrix.name}: compromise of a daemon exposes",
+                      ["daemon", *[c.label for c in columns]], whole=("daemon",))
+    for row in matrix.rows:
+        cells = [row.cell(c) for c in columns]
+        everything = bool(cells) and all(c in READABLE for c in cells)
+        table.add_row(row.daemon.label, *cells, style="bold red" if everything else "")
+    return table
+
+
+REACH_COLUMNS = ("daemon", "writable volumes", "peer ports it connects to", "LDAPI sockets")
+
+
+def reach_table(matrix: Matrix) -> Table:
+    """What else a daemon reaches: writable volumes, peers (TCP), LDAPI sockets."""
+    table = new_table(f"blast radius, {matrix.name}: volumes, peers, sockets", REACH_COLUMNS,
+                      whole=("daemon",))
+    for row in matrix.rows:
+        volumes = [c.label for c in matrix.reached(row, VOLUME, WRITABLE)]
+        peers = [c.label for c in matrix.peers_of(row) if row.cell(c) == CONNECT]
+        sockets = [c.label + (f" ({row.details[c.id]})" if row.details.get(c.id) else "")
+                   for c in matrix.reached(row, SOCKET, (CONNECT,))]
+        table.add_row(row.daemon.label, ", ".join(volumes) or "none",
+                      ", ".join(peers) or "none", ", ".join(sockets) or "none")
+    return table

@@ -139,8 +139,8 @@ def main() -> int:
 
     samples: list[Sample] = []
     probe = subprocess.Popen(client_argv(args.name, "python3", "/bench/fault_probe.py", "0.2"),
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                             env=env)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=env)
 
     def read() -> None:
         assert probe.stdout is not None
@@ -165,8 +165,9 @@ def main() -> int:
             analyse(outcome, list(samples))
             outcomes.append(outcome)
     finally:
-        probe.terminate()
-        probe.wait(timeout=30)
+        assert probe.stdin is not None
+        probe.stdin.close()  # the probe stops at the end of its input
+        probe.wait(timeout=60)
     after = count_data(args.name, env)
 
     print(f"{'service':8} {'restarted':10} {'recovery s':>10}  failed during outage "

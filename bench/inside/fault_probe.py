@@ -5,7 +5,7 @@ Probes, in turn, each with a 5 s limit: ``kinit`` (the KDC, ipa-kdb, the directo
 an LDAP search over GSSAPI (the directory; the service ticket comes from the last kinit),
 an authenticated JSON-RPC ``ping`` with SPNEGO (httpd, constrained delegation, the
 directory). Arguments: the pause between rounds in seconds. The admin password comes in
-the environment (PW), never argv.
+the environment (PW), never argv. It stops when its stdin closes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 CCACHE = "FILE:/tmp/fault-probe.ccache"
@@ -43,7 +44,14 @@ def probes() -> dict[str, list[str]]:
     }
 
 
+def stop_at_end_of_input() -> None:
+    """The caller stops the stream by closing stdin (podman run -i passes the EOF on)."""
+    sys.stdin.read()
+    os._exit(0)
+
+
 def main() -> int:
+    threading.Thread(target=stop_at_end_of_input, daemon=True).start()
     pause = float(sys.argv[1]) if len(sys.argv) > 1 else 0.2
     password = os.environ["PW"] + "\n"
     commands = probes()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBES = ("kinit", "ldap", "https")
 COUNTS = ("users", "principals", "certificates")
 COUNT_SCRIPT = (
-    'for what in users principals certificates; do case $what in '
+    'printf %s "$DM" >/tmp/dm && for what in users principals certificates; do case $what in '
     'users) base="cn=users,cn=accounts,$IPA_SUFFIX"; f="(uid=*)"; scope=one;; '
     'principals) base="$IPA_SUFFIX"; f="(krbPrincipalName=*)"; scope=sub;; '
     'certificates) base="ou=certificateRepository,ou=ca,o=ipaca"; f="(objectClass=*)"; '
     'scope=one;; esac; '
     'n=$(ldapsearch -LLL -x -H ldap://ldap.$IPA_DOMAIN:3389 -D "cn=Directory Manager" '
-    '-y /dev/stdin -b "$base" -s $scope "$f" 1.1 <<<"$DM" | grep -c "^dn:"); '
+    '-y /tmp/dm -b "$base" -s $scope "$f" 1.1 | grep -c "^dn:"); '
     'echo "$what=$n"; done')
 
 
@@ -90,10 +91,12 @@ def running(container: str) -> bool:
 
 
 def kill_and_wait(container: str, timeout: float) -> bool:
-    """SIGKILL the container's init (the whole container dies, as in a crash); True if
-    its restart policy brought it back, else it is started by hand to go on."""
-    subprocess.run(["podman", "kill", "-s", "KILL", container], capture_output=True,
-                   check=False)
+    """SIGKILL the container's init from the host (the whole container dies, as in a
+    crash; `podman kill` would count as a user's stop, which no restart policy undoes);
+    True if its restart policy brought it back, else it is started by hand to go on."""
+    pid = int(subprocess.run(["podman", "inspect", "--format", "{{.State.Pid}}", container],
+                             capture_output=True, text=True, check=True).stdout)
+    os.kill(pid, signal.SIGKILL)
     time.sleep(1)
     deadline = time.monotonic() + 30
     while not running(container) and time.monotonic() < deadline:

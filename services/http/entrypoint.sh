@@ -23,8 +23,14 @@ ipabuild_keytab "$principal" http-service-password "$run/http.keytab"
 # from the directory, where the ca service publishes it, over GSSAPI as HTTP/, so
 # Kerberos authenticates the directory that hands it over.
 ca_dn="cn=CAcert,cn=ipa,cn=etc,$IPA_SUFFIX"
-KRB5CCNAME=FILE:$run/http.ccache kinit -k -t "$run/http.keytab" "$principal" \
-    || ipabuild_die "kinit as $principal with its derived keytab failed"
+# The KDC answers only while its database does: on a fresh stack ldap restarts once, to
+# serve the certificate the IPA CA issued it, and a kinit in that window fails.
+tries=0
+until KRB5CCNAME=FILE:$run/http.ccache kinit -k -t "$run/http.keytab" "$principal"; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 30 ] || ipabuild_die "kinit as $principal with its derived keytab failed"
+    sleep 2
+done
 waited=0
 until KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y GSSAPI \
         -H "ldap://ldap.$IPA_DOMAIN:3389" -s base -b "$ca_dn" 'cACertificate;binary' 2>/dev/null \

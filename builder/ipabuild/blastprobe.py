@@ -279,7 +279,7 @@ def columns_for(containers: list[ContainerFacts], specs: dict[str, Service]) -> 
 _SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
 
 
-def _listening(pid: int) -> dict[int, int]:
+def listening_sockets(pid: int) -> dict[int, int]:
     """Socket inode -> TCP port of every listening socket in ``pid``'s network namespace."""
     found = {}
     for table in ("tcp", "tcp6"):
@@ -318,7 +318,7 @@ def daemons_of(facts: ContainerFacts) -> list[Daemon]:
         uid, gid = p.uids_container[1], p.gids_container[1]
         if uid is not None and gid is not None:
             by_ids.setdefault((uid, gid), []).append(p)
-    listening = _listening(facts.init_pid)
+    listening = listening_sockets(facts.init_pid)
     daemons = []
     for (uid, gid), processes in sorted(by_ids.items()):
         named = [p for p in processes if p.pid != facts.init_pid] or processes

@@ -67,17 +67,9 @@ class ContainerPosture:
 
 def listening_ports(pid: int) -> list[int]:
     """TCP ports in LISTEN state in the network namespace of ``pid``."""
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) > 3 and fields[3] == "0A":
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return sorted(ports)
+    from ipabuild.blastprobe import listening_sockets
+
+    return sorted(set(listening_sockets(pid).values()))
 
 
 def image_facts(name: str) -> ImageFacts:

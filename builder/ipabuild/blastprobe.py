@@ -44,6 +44,7 @@ from ipabuild.blastradius import (
     Row,
 )
 from ipabuild.commands import CommandResult, run
+from ipabuild.errors import IpabuildError
 from ipabuild.procfacts import decode_capabilities
 from ipabuild.spec import Service
 from ipabuild.targets import ContainerFacts
@@ -370,7 +371,12 @@ def measure(containers: list[ContainerFacts], specs: dict[str, Service],
             matrices.append(Matrix(mode, [], []))
         for stack in stacks:
             mine = [c for c in containers if c.mode == mode and c.stack == stack]
-            columns = columns_for(mine, specs)
+            try:
+                columns = columns_for(mine, specs)
+            except OSError as exc:  # a container's PID 1 went while it was walked
+                raise IpabuildError(f"a container of stack {stack!r} stopped or restarted "
+                                    f"while it was measured ({exc}); see `ipabuild status "
+                                    f"--name {stack}` and run posture again") from exc
             rows = [probe(d, columns, runner) for c in mine for d in daemons_of(c)]
             matrices.append(Matrix(mode, columns, rows, stack if len(stacks) > 1 else ""))
     return matrices

@@ -55,6 +55,12 @@ def container_facts(client: PodmanClient, name: str) -> ContainerFacts:
     if not pid or attrs["State"].get("Status") != "running":
         raise IpabuildError(f"container {name!r} is not running (state "
                             f"{attrs['State'].get('Status')}); start it and probe again")
+    if not Path(f"/proc/{pid}").exists():
+        raise UsageError(
+            f"container {name!r} runs as host PID {pid}, which this PID namespace does not "
+            "show: podman started it from another PID namespace (or it has just exited)",
+            "run ipabuild where the container's processes are visible, or leave that "
+            "stack out with --name")
     labels = attrs["Config"].get("Labels") or {}
     host_config = attrs.get("HostConfig") or {}
     return ContainerFacts(

@@ -65,7 +65,8 @@ def test_monolith_is_root_inside_but_not_on_the_host(monolith: str) -> None:
 
 
 def test_posture_compares_both_modes(monolith: str, stack: str) -> None:
-    result = ipabuild("posture", "--modes", "monolithic,split", "--json")
+    result = ipabuild("posture", "--modes", "monolithic,split", "--name",
+                      f"{monolith},{stack}", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     modes = {row["mode"] for row in report["containers"]}

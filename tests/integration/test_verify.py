@@ -5,9 +5,10 @@ stacks' processes never share host UIDs."""
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 
-from tests.integration.conftest import ipabuild
+from tests.integration.conftest import ROOT, ipabuild
 from tests.integration.podman_cli import Sandbox, sh
 
 
@@ -66,3 +67,13 @@ def test_verify_with_nothing_running_is_a_clear_error() -> None:
     result = ipabuild("verify", "--name", f"nothing{uuid.uuid4().hex[:6]}")
     assert result.returncode == 2
     assert "nothing running" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_stack_whose_processes_are_not_visible_is_a_clear_error(stack: str) -> None:
+    """Run from another PID namespace (as a CI job in its own namespace sees a stack that
+    the host started), the stack's host PIDs are absent from /proc: verify must say so,
+    not measure nothing and pass."""
+    result = sh(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m",
+                 "ipabuild.cli", "--root", str(ROOT), "verify", "--name", stack], check=False)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "does not show" in result.stderr and "Traceback" not in result.stderr

@@ -55,6 +55,30 @@ if printf '%s\n' "$out" | grep '^ldap_' | grep -v 'Already exists (68)\|Type or 
     ipabuild_die "could not add the stack's hosts and services: $out"
 fi
 
+# Principal aliases (FreeIPA's service-add-principal: more krbPrincipalName values on the
+# entry, krbCanonicalName unchanged): the names a client asks a ticket for once its
+# resolver canonicalised the name it was given. The short name ("ldap", as /etc/hosts
+# answers locally) and the name under each resolver search domain: dns.podman locally,
+# <namespace>.svc.<cluster domain> in a pod, so Service DNS names work too.
+search_domains=$(awk '$1 == "search" || $1 == "domain" { for (i = 2; i <= NF; i++) print $i }' \
+    /etc/resolv.conf 2>/dev/null | sort -u)
+aliases=$(while read -r principal _; do
+    case "$principal" in ''|'#'*) continue ;; esac
+    kind=${principal%%/*} host=${principal#*/}; host=${host%@*}; short=${host%%.*}
+    for name in "$short" $(printf "$short.%s\n" $search_domains); do
+        [ "$name" = "$host" ] && continue
+        printf 'dn: krbprincipalname=%s,cn=services,cn=accounts,%s\nchangetype: modify\n' \
+            "$principal" "$IPA_SUFFIX"
+        printf 'add: krbPrincipalName\nkrbPrincipalName: %s/%s@%s\n\n' "$kind" "$name" "$IPA_REALM"
+    done
+done </usr/share/ipabuild/principals)
+out=$(printf '%s\n' "$aliases" | ldapmodify -c -Q -Y EXTERNAL -H "$ldapi" 2>&1 || true)
+if printf '%s\n' "$out" | grep '^ldap_' | grep -v 'Type or value exists (20)'; then
+    ipabuild_die "could not add the service principals' aliases: $out"
+fi
+ipabuild_log "service principal aliases:" \
+    $(printf '%s\n' "$aliases" | sed -n 's/^krbPrincipalName: //p')
+
 service_keysalts="aes256-sha2:normal aes128-sha2:normal aes256-cts:normal aes128-cts:normal"
 # Keys of the service principals, from secrets (httpd and ns-slapd derive the same keys).
 while read -r principal secret_name; do

@@ -131,3 +131,34 @@ def test_repeated_wrong_passwords_lock_the_principal(client: Client) -> None:
     code, out = _kinit(client, uid, "Right.123-password\\n")
     assert code != 0, "the right password still works after the realm's lockout limit"
     assert "revoked" in out.lower() or "locked" in out.lower(), out
+
+
+def test_service_principals_answer_to_the_names_clients_canonicalise_to(
+        client: Client) -> None:
+    """A client that reaches ldap or http by its short name, or by the name under its
+    resolver's search domain (dns.podman here, <namespace>.svc.cluster.local in a pod),
+    asks for ldap/<that name>: the principal aliases the kdc adds make ipa-kdb answer, and
+    ns-slapd and httpd accept those tickets (ldap/'s own keys, any of its names)."""
+    script = (
+        ADMIN_LDAP + 'domain=$(awk \'$1 == "search" { print $2; exit }\' /etc/resolv.conf) && '
+        'test -n "$domain" && kvno ldap/ldap HTTP/http "HTTP/http.$domain" && '
+        'ldapwhoami -N -Q -Y GSSAPI -H ldap://ldap:3389 && '
+        'ldapwhoami -N -Q -Y GSSAPI -H "ldap://ldap.$domain:3389" && '
+        # httpd accepts the alias' ticket; the API then checks the Referer's host itself
+        'curl -sS -k --negotiate -u : -o /dev/null -w "http:%{http_code}\\n" '
+        '-H "Referer: https://http.example.test/ipa" '
+        '"https://http.$domain/ipa/session/login_kerberos" && klist')
+    result = client.run(script, env=admin_env(client))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = result.stdout
+    assert out.count(f"dn: uid=admin,cn=users,cn=accounts,{SUFFIX}") == 2, out
+    assert "http:200" in out, out
+    for principal in ("ldap/ldap@EXAMPLE.TEST", "HTTP/http@EXAMPLE.TEST"):
+        assert principal in out, principal
+    assert ".dns.podman@EXAMPLE.TEST" in out or ".svc." in out, out
+    # and the directory records them as aliases of the one canonical entry
+    search = client.run(
+        ADMIN_LDAP + f'ldapsearch -LLL -N -Q -Y GSSAPI -H "$LDAP" -b "cn=services,cn=accounts,'
+        f'{SUFFIX}" "(krbPrincipalName=ldap/ldap@EXAMPLE.TEST)" krbCanonicalName',
+        env={**admin_env(client), "LDAP": LDAP})
+    assert "krbCanonicalName: ldap/ldap.example.test@EXAMPLE.TEST" in search.stdout, search.stdout

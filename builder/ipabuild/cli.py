@@ -123,7 +123,8 @@ def doctor(fix: bool, json_output: bool) -> None:
 
 
 def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untyped-def]
-                   wanted: str = "", tag: str | None = None):
+                   wanted: str = "", tag: str | None = None,
+                   uids: dict[str, int] | None = None):
     from ipabuild.podman_api import connect
     from ipabuild.spec import load_project, load_services
     from ipabuild.stack import Stack, with_dependencies
@@ -144,7 +145,19 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
         load_services(root, project, names)  # unknown names fail clearly here
         services = with_dependencies(load_services(root, project, service_names(root)), names)
     return root, project, services, Stack(client, project, services, name,
-                                          tag or project.image.tag)
+                                          tag or project.image.tag, uids)
+
+
+def _service_uids(values: tuple[str, ...]) -> dict[str, int]:
+    """``--uid SERVICE=UID`` values as a mapping; a malformed one is a usage error."""
+    uids: dict[str, int] = {}
+    for value in values:
+        service, _, uid = value.partition("=")
+        if not service or not uid.isdigit() or service in uids:
+            raise UsageError(f"--uid {value!r} is not SERVICE=UID (or names a service twice)",
+                             "e.g. --uid ldap=1000680000")
+        uids[service] = int(uid)
+    return uids
 
 
 def _client_mount(spec: str) -> str:
@@ -273,8 +286,14 @@ def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> 
 @click.option("--tag", default=None,
               help="Image tag to run (default: ipabuild.yaml's image.tag). A stack's volumes "
                    "outlive its images: `down`, then `up --tag NEW` upgrades it in place.")
+@click.option("--uid", "uids", multiple=True, metavar="SERVICE=UID",
+              help="Run SERVICE as this host UID (with GID 0), as OpenShift assigns one, "
+                   "instead of one allocated from the registry; refused if another stack, "
+                   "container, host account or sub-ID range has it. Repeatable; fixed for "
+                   "the stack's volumes until `down --volumes`.")
 @click.pass_context
-def up(ctx: click.Context, name: str, mode: str, wanted: str, tag: str | None) -> None:
+def up(ctx: click.Context, name: str, mode: str, wanted: str, tag: str | None,
+       uids: tuple[str, ...]) -> None:
     """Start a stack with podman, in dependency order, waiting for each to be healthy.
 
     ldap first, then kdc and ca, then http; each as a non-root UID with GID 0, read-only
@@ -288,7 +307,8 @@ def up(ctx: click.Context, name: str, mode: str, wanted: str, tag: str | None) -
     try:
         if mode == "monolithic":
             wanted = "monolithic"
-        root, _project, services, stack = _stack_context(ctx.obj["root"], name, wanted, tag)
+        root, _project, services, stack = _stack_context(ctx.obj["root"], name, wanted, tag,
+                                                         _service_uids(uids))
         files = ensure_secrets(secrets_dir(root, name), secret_names(services))
         rows = stack.up(files, PlainReporter())
     except IpabuildError as exc:

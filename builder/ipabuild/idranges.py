@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import pwd
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,10 +220,13 @@ class Registry:
 
     def allocate(self, stack: str, *, userns: bool, services: list[str],
                  evidence: StackIds | None = None,
-                 foreign: Callable[[], list[Interval]] = list) -> StackIds:
+                 foreign: Callable[[], list[Interval]] = list,
+                 requested: Mapping[str, int] | None = None) -> StackIds:
         """The stack's IDs: its record, completed with what ``userns`` and ``services``
         need. ``evidence``: IDs its existing volumes are owned by (kept, not moved);
-        ``foreign``: what containers use now, called under the lock."""
+        ``foreign``: what containers use now, called under the lock; ``requested``: the
+        UID a service must get (as OpenShift assigns one), checked like an allocation."""
+        requested = requested or {}
         with self._locked() as stacks:
             record = stacks.get(stack) or StackIds()
             taken = [iv for name, ids in sorted(stacks.items()) if name != stack
@@ -243,12 +246,23 @@ class Registry:
                                           f"`{SUBID_USER}` sub-ID range")
                 changed = True
             for service in services:
-                if service not in record.uids:
-                    used = taken + record.intervals(stack) + _host_accounts()
+                wanted = requested.get(service)
+                if service in record.uids:
+                    if wanted is not None and wanted != record.uids[service]:
+                        raise UsageError(
+                            f"stack {stack!r} runs {service} as host UID "
+                            f"{record.uids[service]}, which its volumes are owned by, not "
+                            f"{wanted}", f"drop --uid {service}=..., or `ipabuild down "
+                            f"--name {stack} --volumes` first to start afresh")
+                    continue
+                used = taken + record.intervals(stack) + _host_accounts()
+                if wanted is not None:
+                    record.uids[service] = self._claim(service, wanted, used)
+                else:
                     pool = subtract([self.uid_pool], self._all_subids())
                     record.uids[service] = self._fit(pool, 1, used, False,
                                                      f"UID pool {self.uid_pool}").start
-                    changed = True
+                changed = True
             if changed:
                 stacks[stack] = record
                 self._save(stacks)
@@ -261,6 +275,20 @@ class Registry:
             if released is not None:
                 self._save(stacks)
             return released
+
+    def _claim(self, service: str, uid: int, used: list[Interval]) -> int:
+        """``uid`` for ``service`` if nothing else has it: not another stack's, a running
+        container's, a host account's nor inside any sub-ID range (user namespaces)."""
+        if not 0 < uid <= MAX_USER_ID:
+            raise UsageError(f"host UID {uid} for {service} is outside 1-{MAX_USER_ID}",
+                             "podman runs --user only with UIDs in that range; choose one")
+        mine = Interval(uid, 1)
+        other = next((t for t in used + self._all_subids() if t.overlaps(mine)), None)
+        if other is not None:
+            raise UsageError(f"host UID {uid} for {service} is taken by {other.owner} "
+                             f"({other})", "choose another UID, or leave --uid out to "
+                             "have one allocated")
+        return uid
 
     def _fit(self, pool: list[Interval], size: int, taken: list[Interval], from_top: bool,
              where: str) -> Interval:

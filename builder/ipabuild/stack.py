@@ -19,7 +19,7 @@ import contextlib
 import ipaddress
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -221,7 +221,7 @@ class Stack:
     """A named split stack on this host."""
 
     def __init__(self, client: PodmanClient, project: Project, services: list[Service],
-                 name: str, tag: str) -> None:
+                 name: str, tag: str, uids: Mapping[str, int] | None = None) -> None:
         if not STACK_NAME.fullmatch(name):
             raise UsageError(f"invalid stack name {name!r}",
                              "use up to 63 letters, digits, '.', '_' or '-', "
@@ -231,6 +231,7 @@ class Stack:
         self.name = name
         self.tag = tag
         self.network = f"ipabuild-{name}"
+        self.requested_uids = dict(uids or {})  # service -> host UID it must run as
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
                                   project.domain, self.network)
                       for s in dependency_order(services)]
@@ -324,11 +325,19 @@ class Stack:
 
     def _allocate_ids(self) -> StackIds:
         """The stack's host IDs from the registry, keeping what its volumes are owned by."""
+        own_uid = [plan.service.name for plan in self.plans if not plan.in_userns]
+        for service in sorted(set(self.requested_uids) - set(own_uid)):
+            namespaced = [p.service.name for p in self.plans if p.in_userns]
+            raise UsageError(
+                f"--uid names {service!r}, which " + (
+                    "runs in a user namespace of its own (its UID inside is the image's)"
+                    if service in namespaced else "is not a service this stack starts"),
+                f"give --uid only for {', '.join(own_uid) or 'no service'}")
         return Registry().allocate(
             self.name, userns=any(plan.in_userns for plan in self.plans),
-            services=[plan.service.name for plan in self.plans if not plan.in_userns],
-            evidence=self._volume_evidence(),
-            foreign=lambda: foreign_ranges(self.client, STACK_LABEL, self.name))
+            services=own_uid, evidence=self._volume_evidence(),
+            foreign=lambda: foreign_ranges(self.client, STACK_LABEL, self.name),
+            requested=self.requested_uids)
 
     def _volume_evidence(self) -> StackIds:
         """The host IDs the stack's existing volumes were made for (see ``volume_ids``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -20,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["ldap", "kdc", "http", "ca"]
 # What the shared test stack starts: everything (http pulls in kdc, ca and ldap).
 STACK_SERVICES: list[str] = []
+# The services that run in the host's user namespace under a UID of their own (the ca
+# runs as its image's UID in a namespace of its own).
+HOST_UID_SERVICES = ["ldap", "kdc", "http"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,7 +57,17 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 @pytest.fixture(scope="session")
-def stack(built: dict[str, dict]) -> Iterator[str]:
+def stack_uids() -> dict[str, int]:
+    """The host UIDs the shared stack's split services run as: three random ones each
+    run, as OpenShift assigns arbitrary UIDs (empty for a reused developer's stack)."""
+    if os.environ.get("IPABUILD_TEST_STACK"):
+        return {}
+    uids = random.sample(range(1_000_000_000, 2_000_000_000), len(HOST_UID_SERVICES))
+    return dict(zip(HOST_UID_SERVICES, uids, strict=True))
+
+
+@pytest.fixture(scope="session")
+def stack(built: dict[str, dict], stack_uids: dict[str, int]) -> Iterator[str]:
     build_client_image()
     reused = os.environ.get("IPABUILD_TEST_STACK")
     if reused:
@@ -62,10 +76,11 @@ def stack(built: dict[str, dict]) -> Iterator[str]:
         return
     name = f"t{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
-    result = ipabuild("up", "--name", name, *STACK_SERVICES)
+    uid_options = [f"--uid={service}={uid}" for service, uid in stack_uids.items()]
+    result = ipabuild("up", "--name", name, *uid_options, *STACK_SERVICES)
     try:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        print(f"first up of {name}: {time.monotonic() - started:.1f}s")
+        print(f"first up of {name}: {time.monotonic() - started:.1f}s, UIDs {stack_uids}")
         yield name
     finally:
         ipabuild("down", "--name", name, "--volumes")

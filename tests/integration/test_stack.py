@@ -21,7 +21,9 @@ from tests.integration.stack_client import KINIT_ADMIN, Client, admin_env
 SUFFIX = "dc=example,dc=test"
 
 
-def test_status_reports_every_service_healthy_and_non_root(stack: str) -> None:
+def test_status_reports_every_service_healthy_and_non_root(
+        stack: str, stack_uids: dict[str, int]) -> None:
+    """Every service healthy, each split one under the random host UID it was given."""
     result = ipabuild("status", "--name", stack, "--json")
     assert result.returncode == 0, result.stdout
     rows = {row["service"]: row for row in json.loads(result.stdout)}
@@ -29,6 +31,8 @@ def test_status_reports_every_service_healthy_and_non_root(stack: str) -> None:
         assert rows[service]["health"] == "healthy"
         assert rows[service]["uid_on_host"] not in (None, 0)
         assert rows[service]["host_pid"] > 0
+    for service, uid in stack_uids.items():
+        assert rows[service]["uid_on_host"] == uid == rows[service]["uid_in_container"]
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

@@ -132,6 +132,28 @@ def test_foreign_ranges_and_other_users_subids_are_avoided(tmp_path: Path) -> No
     assert ids.uids == {"a": UID_POOL.start + 2}
 
 
+def test_a_requested_uid_is_recorded_and_checked_like_an_allocation(tmp_path: Path) -> None:
+    """`up --uid SERVICE=UID` (an OpenShift-like assigned UID): kept across calls, refused
+    when another stack, a container, a sub-ID range or the record disagrees."""
+    reg = registry(tmp_path, extra="alice:1500000000:100\n")
+    wanted = random.randint(1_000_000_000, 1_400_000_000)
+    ids = reg.allocate("t", userns=False, services=["a", "b"], requested={"a": wanted})
+    assert ids.uids["a"] == wanted and ids.uids["b"] == UID_POOL.start
+    assert reg.allocate("t", userns=False, services=["a"], requested={"a": wanted}) == ids
+    with pytest.raises(UsageError, match="which its volumes are owned by"):
+        reg.allocate("t", userns=False, services=["a"], requested={"a": wanted + 1})
+    with pytest.raises(UsageError, match="taken by stack 't' \\(a\\)"):
+        reg.allocate("u", userns=False, services=["x"], requested={"x": wanted})
+    with pytest.raises(UsageError, match=r"taken by .*entry for alice"):
+        reg.allocate("u", userns=False, services=["x"], requested={"x": 1500000050})
+    with pytest.raises(UsageError, match="taken by container c"):
+        reg.allocate("u", userns=False, services=["x"], requested={"x": 7},
+                     foreign=lambda: [Interval(5, 5, "container c")])
+    with pytest.raises(UsageError, match="outside 1-2147483647"):
+        reg.allocate("u", userns=False, services=["x"], requested={"x": 2**31})
+    assert "u" not in reg.recorded()  # a refused request records nothing
+
+
 def test_a_recorded_range_later_used_by_a_container_is_refused(tmp_path: Path) -> None:
     reg = registry(tmp_path)
     ids = reg.allocate("t", userns=True, services=[])

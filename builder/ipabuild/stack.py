@@ -16,7 +16,9 @@ hold the stack's lock: a second one at the same time fails at once, naming the h
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -183,6 +185,15 @@ class ServicePlan:
 
 
 RESTART_LIMIT = 10
+# On each container: a digest of its image and create arguments, so `up` knows whether
+# a running container is what it would create now.
+CONFIG_LABEL = "io.ipabuild.config"
+
+
+def config_digest(image_id: str, args: dict) -> str:  # type: ignore[type-arg]
+    """sha256 of the image ID and the create arguments (canonical JSON)."""
+    document = json.dumps({"image": image_id, "args": args}, sort_keys=True, default=str)
+    return hashlib.sha256(document.encode()).hexdigest()
 
 
 def service_addresses(subnet: str, services: list[str]) -> dict[str, str]:
@@ -297,31 +308,65 @@ class Stack:
             tag = "" if self.tag == self.project.image.tag else f" --tag {self.tag}"
             raise UsageError(f"images missing: {', '.join(missing)}",
                              f"build them with `ipabuild images --service {services}{tag}`")
-        if any(_state(c) == "running" for c in self.containers()):
-            raise UsageError(f"stack {self.name!r} is already running",
-                             f"see `ipabuild status --name {self.name}`, or "
-                             f"`ipabuild down --name {self.name}` first")
-        self._remove_containers()
         ids = self._allocate_ids()
         self.plans = [replace(plan, ids=ids) for plan in self.plans]
         hosts = self._ensure_network()
         secret_names = self._ensure_secrets(secrets)
+        wanted = {plan.container for plan in self.plans}
+        for stray in self.containers():  # e.g. a service this stack no longer starts
+            if stray.name not in wanted:
+                self._stop(stray)
         for plan in self.plans:
             started = time.monotonic()
-            fresh = self._ensure_volumes(plan)
-            if plan.service.init is not None and fresh:
+            args = plan.create_args(secret_names, hosts)
+            digest = config_digest(self.client.images.get(plan.image).id, args)
+            args["labels"][CONFIG_LABEL] = digest
+            if self._keep(plan, digest):
+                report(plan.service.name, "already healthy with this image and "
+                       "configuration: kept")
+                continue
+            self._ensure_volumes(plan)
+            if plan.service.init is not None and not self._init_done(plan):
                 report(plan.service.name, "running its one-time init step")
                 self._run_init(plan, secret_names, hosts)
+                self._mark_init_done(plan)
             report(plan.service.name, f"starting as UID {plan.runtime_uid}"
                    + (" in its own user namespace" if plan.in_userns else ""))
             try:
-                self.client.containers.create(plan.image,
-                                              **plan.create_args(secret_names, hosts)).start()
+                self.client.containers.create(plan.image, **args).start()
             except APIError as exc:
                 raise api_error(exc, f"starting {plan.service.name}") from exc
             self._wait_ready(plan)
             report(plan.service.name, f"healthy after {time.monotonic() - started:.1f}s")
         return self.status()
+
+    def _keep(self, plan: ServicePlan, digest: str) -> bool:
+        """Keep the service's container if it runs healthy from the same image and
+        configuration (``up`` of a running stack changes nothing); otherwise remove it, so
+        a stopped, crashed, stuck ("created") or outdated one is made again."""
+        try:
+            container = self.client.containers.get(plan.container)
+        except NotFound:
+            return False
+        if (_state(container) == "running"
+                and container.labels.get(CONFIG_LABEL) == digest
+                and healthcheck(self.client, plan.container) in ("healthy", "none")):
+            return True
+        self._stop(container)
+        return False
+
+    def _init_marker(self, plan: ServicePlan) -> str:
+        return plan.volume("init-done")
+
+    def _init_done(self, plan: ServicePlan) -> bool:
+        """Whether the service's init step completed on these volumes: an empty volume
+        made after it succeeded, so an interrupted ``up`` runs it again (the steps say
+        themselves when they find half-done work), and ``down --volumes`` removes it."""
+        return bool(self.client.volumes.exists(self._init_marker(plan)))
+
+    def _mark_init_done(self, plan: ServicePlan) -> None:
+        self.client.volumes.create(self._init_marker(plan),
+                                   labels={STACK_LABEL: self.name, "io.ipabuild.role": "init-done"})
 
     def _allocate_ids(self) -> StackIds:
         """The stack's host IDs from the registry, keeping what its volumes are owned by."""
@@ -374,7 +419,7 @@ class Stack:
         return names
 
     def _ensure_volumes(self, plan: ServicePlan) -> bool:
-        """Create the service's volumes; True when any was new (first start)."""
+        """Create the service's volumes; True when any was new."""
         fresh = False
         for volume in plan.service.volumes:
             if not self.client.volumes.exists(plan.volume(volume.name)):
@@ -474,12 +519,17 @@ class Stack:
         removed = []
         for container in sorted(self.containers(),
                                 key=lambda c: rank.get(c.name, len(rank)), reverse=True):
-            # ValueError: podman answers 304 with an empty body for an exited container.
-            with contextlib.suppress(APIError, ValueError):
-                container.stop(timeout=STOP_GRACE_SECONDS)
-            _remove_quietly(container)
+            self._stop(container)
             removed.append(container.name)
         return removed
+
+    @staticmethod
+    def _stop(container) -> None:  # type: ignore[no-untyped-def]
+        """Stop with time for a clean shutdown, then remove."""
+        # ValueError: podman answers 304 with an empty body for an exited container.
+        with contextlib.suppress(APIError, ValueError):
+            container.stop(timeout=STOP_GRACE_SECONDS)
+        _remove_quietly(container)
 
 
 def _remove_quietly(container) -> None:  # type: ignore[no-untyped-def]

@@ -167,9 +167,16 @@ mode_init() {
         ipabuild_log "CA instance '$instance' already initialised ($marker); nothing to do"
         return 0
     fi
-    if [ -e "/etc/pki/$instance" ] || [ -e "/var/lib/pki/$instance" ]; then
-        ipabuild_die "a CA instance '$instance' exists on the volumes but was never fully" \
-            "initialised (no $marker); remove the volumes (and $base_dn in ldap) and start again"
+    local leftovers=("/etc/pki/$instance" "/var/lib/pki/$instance" "/var/log/pki/$instance"
+        "/etc/pki/$instance.sysconfig" "/etc/pki/dogtag/tomcat/$instance" /etc/pki/ipabuild-client
+        "/etc/pki/systemd/pki-tomcatd.target.wants/pki-tomcatd@$instance.service")
+    if [ -e "/etc/pki/$instance" ] || [ -e "/var/lib/pki/$instance" ] ||
+        [ -e "/etc/pki/$instance.sysconfig" ]; then
+        # An interrupted init: no marker, so the CA never ran and issued nothing. pkispawn
+        # replaces $base_dn itself (pki_ds_remove_data); the files go here.
+        ipabuild_log "CA instance '$instance' on the volumes never finished initialising" \
+            "(no $marker): removing it and running pkispawn again"
+        rm -rf "${leftovers[@]}"
     fi
     dm=$(ipabuild_secret ldap-dm-password)
     admin=$(ipabuild_secret ca-admin-password)

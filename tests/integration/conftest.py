@@ -77,13 +77,45 @@ def stack(built: dict[str, dict], stack_uids: dict[str, int]) -> Iterator[str]:
     name = f"t{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
     uid_options = [f"--uid={service}={uid}" for service, uid in stack_uids.items()]
-    result = ipabuild("up", "--name", name, *uid_options, *STACK_SERVICES)
     try:
+        interrupted = _interrupt_up_during_init(name, uid_options)
+        result = ipabuild("up", "--name", name, *STACK_SERVICES)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        print(f"first up of {name}: {time.monotonic() - started:.1f}s, UIDs {stack_uids}")
+        # the recovery is proven only if the second up saw the half-done CA and redid it
+        assert "ca: running its one-time init step" in result.stderr, result.stderr[-3000:]
+        print(f"up of {name} interrupted in the CA's init after {interrupted:.1f}s, then up "
+              f"again: {time.monotonic() - started:.1f}s in all, UIDs {stack_uids}")
         yield name
     finally:
         ipabuild("down", "--name", name, "--volumes")
+
+
+def _logs(container: str) -> str:
+    result = subprocess.run(["podman", "logs", container], capture_output=True, text=True)
+    return result.stdout + result.stderr
+
+
+def _interrupt_up_during_init(name: str, uid_options: list[str]) -> float:
+    """Leave the stack half-started, as a killed `ipabuild up` or a node failure would:
+    SIGKILL `up` and the CA's init container 15 s into pkispawn. The shared stack then
+    comes up through `up` again, so every run proves that recovery (the init step
+    starts over, the healthy ldap and kdc are kept). Returns the seconds until the kill."""
+    started = time.monotonic()
+    up = subprocess.Popen([sys.executable, "-m", "ipabuild.cli", "--root", str(ROOT), "up",
+                           "--name", name, *uid_options, *STACK_SERVICES],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    init = f"ipabuild-{name}-ca-init"
+    try:
+        while "running pkispawn" not in _logs(init):
+            assert up.poll() is None, f"up ended before the CA's init: {up.stderr.read()}"
+            assert time.monotonic() - started < 600, "the CA's init step never started"
+            time.sleep(1)
+        time.sleep(15)
+    finally:
+        up.kill()
+        up.communicate()
+        subprocess.run(["podman", "kill", init], capture_output=True)
+    return time.monotonic() - started
 
 
 @pytest.fixture(scope="session")

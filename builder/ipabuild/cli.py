@@ -468,7 +468,7 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
         report_html,
         report_json,
     )
-    from ipabuild.scan import OVERLAYS_OF_MODE, findings_table, scan
+    from ipabuild.scan import OVERLAYS_OF_MODE, findings_notes, findings_table, scan
     from ipabuild.spec import load_project, load_services
     from ipabuild.tables import print_table
     from ipabuild.targets import stack_containers
@@ -517,7 +517,7 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
                 print_table(matrix_table(matrix))
                 print_table(reach_table(matrix))
         if any(o.findings for o in scanned.overlays):
-            print_table(findings_table(scanned))
+            print_table(findings_table(scanned), notes=findings_notes(scanned))
         for line in document["summary"]:  # type: ignore[attr-defined]
             click.echo(line)
         if html_file:

@@ -176,13 +176,29 @@ def summary_lines(report: ScanReport) -> list[str]:
 FINDING_COLUMNS = ("overlay", "check", "resource", "documented exception")
 
 
+def exception_reasons(report: ScanReport) -> list[str]:
+    """Each documented reason once, in the order the findings first cite it: most
+    findings of a stack share a handful of long reasons, which printed on every row made
+    the table hundreds of columns wide."""
+    return list(dict.fromkeys(f.exception for o in report.overlays for f in o.findings
+                              if f.exception))
+
+
 def findings_table(report: ScanReport) -> Table:
-    """Every Checkov finding: its check, its resource and its reason, or UNEXPLAINED."""
+    """Every Checkov finding: its check, its resource and its reason's number (``[2]``,
+    the reason in ``findings_notes``), or UNEXPLAINED and the check's name."""
+    numbers = {reason: n for n, reason in enumerate(exception_reasons(report), 1)}
     table = new_table(f"{report.scanner} findings", FINDING_COLUMNS,
                       whole=("overlay", "check", "resource"))
     for o in report.overlays:
         for f in o.findings:
             table.add_row(o.overlay, f.check_id, f.resource,
-                          f.exception or f"UNEXPLAINED: {f.check_name}",
+                          f"[{numbers[f.exception]}]" if f.exception
+                          else f"UNEXPLAINED: {f.check_name}",
                           style="" if f.exception else "bold red")
     return table
+
+
+def findings_notes(report: ScanReport) -> list[str]:
+    """The reasons ``findings_table`` numbers, one a line: ``[1] the committed ...``."""
+    return [f"[{n}] {reason}" for n, reason in enumerate(exception_reasons(report), 1)]

@@ -10,6 +10,10 @@ databases found on volumes and tmpfs, volumes, peers' ports, LDAPI sockets). Eve
 is a measurement ``ipabuild.blastprobe`` made from inside the container as that UID; no
 cell is inferred from the specs, so the matrix changes exactly when a fact does.
 
+The text view of the matrix is transposed (a row per secret or key, a narrow column per
+daemon): a stack has a few daemons and dozens of secrets and keys, so only that way round
+does a pasted table stay about as wide as its longest path.
+
 Kept free of podman so the matrix and summary logic is tested with fake measurements.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rich.table import Table
+from rich.text import Text
 
 from ipabuild.tables import new_table
 
@@ -183,16 +188,67 @@ def summary(matrix: Matrix) -> str:
         f"{d.service} {'+'.join(d.commands)} → {words}" for d, words in said)
 
 
+THING_COLUMNS = ("kind", "secret or key")
+
+
+def _header(daemon: Daemon) -> str:
+    """A daemon's column header: its service over its UID (the notes name its commands)."""
+    return f"{daemon.service}\n{daemon.uid}"
+
+
+def _readers(matrix: Matrix, column: Column) -> list[Row]:
+    return [r for r in matrix.rows if r.cell(column) in READABLE]
+
+
+def _tally(part: int, whole: int) -> Text:
+    """``3 of 26``; ``all 26`` in bold red: the daemon reaches every one of them."""
+    if whole and part == whole:
+        return Text(f"all {whole}", style="bold red")
+    return Text(f"{part} of {whole}")
+
+
 def matrix_table(matrix: Matrix) -> Table:
-    """Rows daemons, columns secrets and keys, cells read/write/none; whole labels."""
-    columns = matrix.of_kind(SECRET) + matrix.of_kind(KEY)
-    table = new_table(f"blast radius, {matrix.name}: compromise of a daemon exposes",
-                      ["daemon", *[c.label for c in columns]], whole=("daemon",))
-    for row in matrix.rows:
-        cells = [row.cell(c) for c in columns]
-        everything = bool(cells) and all(c in READABLE for c in cells)
-        table.add_row(row.daemon.label, *cells, style="bold red" if everything else "")
+    """A row per secret and key (with its kind, its whole label), a column per daemon
+    (service over UID), cells read/write/read+write/none. A secret or key every daemon
+    reads is a bold red row; two last rows count what each daemon reads and writes, and a
+    daemon that reads them all has its header and count in bold red (what the old
+    daemon-per-row table marked by a red row). ``matrix_notes`` says who each column is."""
+    things = matrix.of_kind(SECRET) + matrix.of_kind(KEY)
+    headers = [_header(r.daemon) for r in matrix.rows]
+    table = new_table(f"blast radius, {matrix.name}: what a compromised daemon reads "
+                      f"(columns: service, UID)", [*THING_COLUMNS, *headers],
+                      whole=("kind", *headers))
+    for index, thing in enumerate(things):
+        everyone = len(matrix.rows) > 1 and len(_readers(matrix, thing)) == len(matrix.rows)
+        table.add_row(thing.kind, thing.label, *[r.cell(thing) for r in matrix.rows],
+                      style="bold red" if everyone else "",
+                      end_section=index == len(things) - 1)
+    reads = [len(matrix.reached(r, SECRET)) + len(matrix.reached(r, KEY)) for r in matrix.rows]
+    writes = [len(matrix.reached(r, SECRET, WRITABLE)) + len(matrix.reached(r, KEY, WRITABLE))
+              for r in matrix.rows]
+    table.add_row("", "reads", *[_tally(n, len(things)) for n in reads])
+    table.add_row("", "writes", *[_tally(n, len(things)) for n in writes])
+    for column, count in zip(table.columns[len(THING_COLUMNS):], reads, strict=True):
+        if things and count == len(things):
+            column.header_style = "bold red"
     return table
+
+
+def matrix_notes(matrix: Matrix) -> list[str]:
+    """What the matrix's short headers stand for, and its red rows and columns in words
+    (so a pasted, colourless table still says them)."""
+    things = matrix.of_kind(SECRET) + matrix.of_kind(KEY)
+    notes = [f"{r.daemon.service} {r.daemon.uid}: {r.daemon.label}, gid {r.daemon.gid}, "
+             f"in {r.daemon.container}" for r in matrix.rows]
+    if len(matrix.rows) > 1:
+        everyone = [t.label for t in things if len(_readers(matrix, t)) == len(matrix.rows)]
+        notes.append(f"read by every daemon: {', '.join(everyone) or 'none'}")
+    every = [r.daemon.label for r in matrix.rows
+             if things and len(matrix.reached(r, SECRET)) + len(matrix.reached(r, KEY))
+             == len(things)]
+    if every:
+        notes.append(f"reads every secret and key: {', '.join(every)}")
+    return notes
 
 
 REACH_COLUMNS = ("daemon", "writable volumes", "peer ports it connects to", "LDAPI sockets")

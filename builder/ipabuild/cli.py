@@ -458,7 +458,7 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     (services/common/scanner-exceptions.yaml) or unexplained.
     """
     from ipabuild.blastprobe import measure
-    from ipabuild.blastradius import matrix_table, reach_table
+    from ipabuild.blastradius import matrix_notes, matrix_table, reach_table
     from ipabuild.checkov import find_checkov
     from ipabuild.podman_api import connect
     from ipabuild.posture import (
@@ -514,7 +514,7 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
             print_table(posture_table(rows))
         for matrix in blast or []:
             if matrix.rows:
-                print_table(matrix_table(matrix))
+                print_table(matrix_table(matrix), notes=matrix_notes(matrix))
                 print_table(reach_table(matrix))
         if any(o.findings for o in scanned.overlays):
             print_table(findings_table(scanned), notes=findings_notes(scanned))

@@ -9,15 +9,100 @@ from io import StringIO
 from rich.console import Console
 from rich.table import Table
 
+from ipabuild.blastradius import (
+    CONNECT,
+    KEY,
+    PEER,
+    READ,
+    READ_WRITE,
+    SECRET,
+    Column,
+    Daemon,
+    Matrix,
+    Row,
+    matrix_notes,
+    matrix_table,
+)
+from ipabuild.posture import ContainerPosture, ImageFacts, posture_table
 from ipabuild.scan import OverlayScan, ScanFinding, ScanReport, findings_notes, findings_table
 from ipabuild.tables import print_table
 
+# The split stack's secrets and keys as `posture --name dev` found them.
+SECRETS = ["admin-password", "ca-admin-password", "ca-pkcs12-password",
+           "http-service-password", "http-session-key", "http-tls-key-seed", "kdc-master-key",
+           "ldap-dm-password", "ldap-service-password", "ldap-tls-key-seed",
+           "ra-agent-key-seed"]
+KEYS = ["ca:/etc/pki/ipabuild-client/ca_admin_cert.p12", "ca:/etc/pki/pki-tomcat/alias/key4.db",
+        "ca:/etc/pki/pki-tomcat/password.conf", "http:/tmp/ipabuild-http/http.keytab",
+        "http:/tmp/ipabuild-http/ra-agent.key", "http:/tmp/ipabuild-http/session.key",
+        "http:/tmp/ipabuild-http/tls.key",
+        "ldap:/data/etc/dirsrv/slapd-EXAMPLE-TEST/Server-Cert-Key.pem",
+        "ldap:/data/etc/dirsrv/slapd-EXAMPLE-TEST/key4.db",
+        "ldap:/data/etc/dirsrv/slapd-EXAMPLE-TEST/pin.txt",
+        "ldap:/data/etc/dirsrv/slapd-EXAMPLE-TEST/pwdfile.txt",
+        "ldap:/data/etc/dirsrv/ssca/key4.db", "ldap:/data/etc/dirsrv/ssca/pin.txt",
+        "ldap:/data/etc/dirsrv/ssca/pwdfile.txt", "ldap:/tmp/ipabuild-ldap/ldap.keytab"]
+# service -> (uid, commands, listening ports, secrets it reads)
+SPLIT = {"ca": (10017, ["ipabuild-ca", "java"], [8080, 8443],
+                {"ca-admin-password", "ca-pkcs12-password", "http-tls-key-seed",
+                 "ldap-dm-password", "ldap-tls-key-seed", "ra-agent-key-seed"}),
+         "http": (2000000002, ["apache2", "cat"], [80, 443],
+                  {"http-service-password", "http-session-key", "http-tls-key-seed",
+                   "ra-agent-key-seed"}),
+         "kdc": (2000000001, ["kadmind", "krb5kdc"], [8088, 8464, 8749],
+                 {"admin-password", "http-service-password", "kdc-master-key",
+                  "ldap-service-password"}),
+         "ldap": (2000000000, ["ns-slapd", "python3"], [3389, 3636],
+                  {"ldap-dm-password", "ldap-service-password", "ldap-tls-key-seed"})}
+PEERS = {"ca": [8080, 8443], "http": [80, 443], "kdc": [8088, 8464, 8749],
+         "ldap": [3389, 3636]}
 LONG_REASON = ("no runAsUser is pinned: OpenShift's restricted-v2 assigns a UID from the "
                "namespace's range (a pinned UID outside it is refused) and plain Kubernetes "
                "runs the image's numeric USER; with hostUsers false the check passes")
 TAG_REASON = ("the committed overlays name the project's tag; `ipabuild manifests --registry "
               "R --digests` after `ipabuild images --push R` writes the pushed digests instead")
 
+
+
+def _secret_columns(names: list[str]) -> list[Column]:
+    return [Column(SECRET, f"secret:{n}", n) for n in names]
+
+
+def _key_columns(labels: list[str]) -> list[Column]:
+    return [Column(KEY, f"key:{label}", label, owner=label.split(":")[0]) for label in labels]
+
+
+def _peer_columns() -> list[Column]:
+    return [Column(PEER, f"peer:{s}:{p}", f"{s}:{p}", owner=s, port=p)
+            for s, ports in PEERS.items() for p in ports]
+
+
+def split_matrix() -> Matrix:
+    """Four split daemons with 10-digit UIDs, 11 secrets and 15 keys: each daemon reads
+    its own secrets and reads and writes its own container's keys; peers all connect."""
+    columns = _secret_columns(SECRETS) + _key_columns(KEYS) + _peer_columns()
+    rows = []
+    for service, (uid, commands, ports, secrets) in SPLIT.items():
+        cells = {f"secret:{s}": READ for s in secrets}
+        cells |= {c.id: READ_WRITE for c in columns if c.kind == KEY and c.owner == service}
+        cells |= {c.id: CONNECT for c in columns if c.kind == PEER}
+        rows.append(Row(Daemon("split", service, f"ipabuild-dev-{service}", uid, 0, commands,
+                               ports=ports), cells))
+    return Matrix("split", columns, rows)
+
+
+def monolith_matrix() -> Matrix:
+    """The monolith: UID 0 reads and writes everything, every daemon reads
+    admin-password."""
+    secrets = _secret_columns(SECRETS[:7])
+    keys = _key_columns([f"monolithic:{k.split(':', 1)[1]}" for k in KEYS])
+    rows = []
+    for uid, command in ((0, "krb5kdc"), (33, "apache2"), (389, "ns-slapd"), (17, "java")):
+        cells = ({c.id: READ_WRITE for c in secrets + keys} if uid == 0
+                 else {"secret:admin-password": READ, keys[uid % len(keys)].id: READ})
+        rows.append(Row(Daemon("monolithic", "monolithic", "ipabuild-m-monolithic", uid, uid,
+                               [command]), cells))
+    return Matrix("monolithic", secrets + keys, rows)
 
 
 def _print(table: Table, notes: list[str] | None = None, *, terminal: bool = False,
@@ -37,6 +122,47 @@ def _body(text: str) -> list[list[str]]:
 
 def _table_width(text: str) -> int:
     return max(len(line) for line in text.splitlines() if line[:1] in "┏┃┡│├└")
+
+
+def test_split_matrix_is_transposed_and_fits_in_about_120_columns() -> None:
+    matrix = split_matrix()
+    text = _print(matrix_table(matrix), matrix_notes(matrix))
+    assert "…" not in text
+    assert _table_width(text) <= 125, text
+    rows = {cells[1]: cells for cells in _body(text)}
+    for thing in matrix.of_kind(SECRET) + matrix.of_kind(KEY):
+        # one line per secret or key: its kind, its whole label, then every daemon's cell
+        assert rows[thing.label] == [thing.kind, thing.label,
+                                     *[r.cell(thing) for r in matrix.rows]], thing.label
+    assert rows["reads"][2:] == ["9 of 26", "8 of 26", "4 of 26", "11 of 26"]
+    assert rows["writes"][2:] == ["3 of 26", "4 of 26", "0 of 26", "8 of 26"]
+    header = text.split("┡", 1)[0]
+    for service, (uid, *_rest) in SPLIT.items():
+        assert service in header and str(uid) in header  # short headers: service, UID
+    assert "kdc 2000000001: kdc kadmind+krb5kdc (uid 2000000001), gid 0, in " \
+           "ipabuild-dev-kdc" in text.splitlines()
+    assert "read by every daemon: none" in text
+
+
+def test_monolith_matrix_marks_the_daemon_that_reads_everything() -> None:
+    matrix = monolith_matrix()
+    table = matrix_table(matrix)
+    text = _print(matrix_table(matrix), matrix_notes(matrix))
+    assert _table_width(text) <= 135, text
+    rows = {cells[1]: cells for cells in _body(text)}
+    assert rows["reads"][2:] == ["all 22", "2 of 22", "2 of 22", "2 of 22"]
+    assert [c.header_style for c in table.columns[2:]] == ["bold red", "", "", ""]
+    # a secret every daemon reads is a red row, and said in words under the table
+    styles = dict(zip(table.columns[1].cells, (r.style for r in table.rows), strict=True))
+    assert styles["admin-password"] == "bold red" and styles["kdc-master-key"] == ""
+    assert "read by every daemon: admin-password" in text
+    assert "reads every secret and key: monolithic krb5kdc (uid 0)" in text
+
+
+def test_matrix_on_a_terminal_fits_its_width() -> None:
+    text = _print(matrix_table(split_matrix()), terminal=True, width=100)
+    assert "…" not in text and all(len(line) <= 100 for line in text.splitlines())
+    assert "read+write" in text
 
 
 def _scan_report() -> ScanReport:
@@ -63,3 +189,28 @@ def test_findings_print_each_reason_once() -> None:
             "UNEXPLAINED: Ensure a made-up thing"] in rows
     assert json.dumps(report.to_json())  # the JSON keeps every finding's whole reason
     assert report.to_json()["overlays"][0]["findings"][3]["exception"] == LONG_REASON
+
+
+def _posture_row() -> ContainerPosture:
+    return ContainerPosture("split", "dev", "ldap", "ipabuild-dev-ldap", [2000000000],
+                            [2000000000, 2000000000], [0], [0, 0], "host's", [], True,
+                            ["filter"], True, False, 0, 0, 3, [], [3389, 3636],
+                            ImageFacts("ipabuild/ldap"))
+
+
+def test_every_table_posture_prints_has_its_title_on_one_line_and_no_padding() -> None:
+    """A centred title over a wide table used to paste with hundreds of blanks; a title
+    longer than its narrow table used to wrap. Now: one line, centred, nothing trailing."""
+    matrix = split_matrix()
+    report = _scan_report()
+    tables = [posture_table([_posture_row()]), matrix_table(matrix),
+              findings_table(report), matrix_table(Matrix("x", [], [split_matrix().rows[0]]))]
+    for table in tables:
+        title = str(table.title)
+        text = _print(table)
+        lines = text.splitlines()
+        assert all(line == line.rstrip() for line in lines), title
+        assert lines[0].strip() == title, title  # the title, whole, on the first line
+        width = _table_width(text)
+        assert len(lines[0]) <= max(width, len(title)), title
+        assert len(lines[0]) - len(title) <= max(0, (width - len(title)) // 2) + 1, title

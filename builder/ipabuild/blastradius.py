@@ -8,7 +8,9 @@ whose rows are daemons (the distinct UID:GID of a container's processes) and who
 columns are what an attacker wants (bootstrap secrets, private keys, keytabs and NSS key
 databases found on volumes and tmpfs, volumes, peers' ports, LDAPI sockets). Every cell
 is a measurement ``ipabuild.blastprobe`` made from inside the container as that UID; no
-cell is inferred from the specs, so the matrix changes exactly when a fact does.
+cell is inferred from the specs, so the matrix changes exactly when a fact does. Beside
+the measured peers (podman's network filters nothing) stands what the mode's overlay's
+NetworkPolicies would allow in a cluster (``ipabuild.netpolicy``), read from the manifests.
 
 The text view of the matrix is transposed (a row per secret or key, a narrow column per
 daemon): a stack has a few daemons and dozens of secrets and keys, so only that way round
@@ -24,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from rich.table import Table
 from rich.text import Text
 
+from ipabuild.netpolicy import Peer, PolicyView
 from ipabuild.tables import new_table
 
 # Column kinds, in the order the matrix shows them.
@@ -121,6 +124,8 @@ class Matrix:
     columns: list[Column]
     rows: list[Row]
     stack: str = ""  # "" when nothing ran in this mode
+    # what the mode's overlay's NetworkPolicies allow; None: no overlay was built
+    cluster: PolicyView | None = None
 
     @property
     def name(self) -> str:
@@ -140,13 +145,30 @@ class Matrix:
         return [c for c in self.of_kind(PEER)
                 if not (c.owner == mine.service and c.port in mine.ports)]
 
+    def cluster_peers(self, row: Row) -> list[Peer] | None:
+        """The ports the NetworkPolicies let ``row``'s pod open, less the daemon's own
+        (as ``peers_of``); None when there is no overlay or no pod runs its service."""
+        pod = self.cluster.pod_of(row.daemon.service) if self.cluster else None
+        if self.cluster is None or pod is None:
+            return None
+        return [p for p in self.cluster.peers(pod)
+                if not (p.same_pod and p.port.port in row.daemon.ports)]
+
     def to_json(self) -> dict[str, object]:
         return {"mode": self.mode, "stack": self.stack, "name": self.name,
                 "columns": [{**asdict(c), "short": c.short} for c in self.columns],
                 "rows": [{**asdict(r), "label": r.daemon.label,
                           "cells": {c.id: r.cell(c) for c in self.columns},
-                          "same_credentials": r.same_credentials} for r in self.rows],
+                          "same_credentials": r.same_credentials,
+                          "measured_peers": measured_peers(self, r),
+                          "cluster_peers": _peers_json(self.cluster_peers(r)),
+                          "cluster_peers_text": cluster_text(self, r)} for r in self.rows],
+                "network_policies": self.cluster.to_json() if self.cluster else None,
                 "summary": summary(self)}
+
+
+def _peers_json(peers: list[Peer] | None) -> list[dict[str, object]] | None:
+    return None if peers is None else [p.to_json() for p in peers]
 
 
 def _count(part: int, whole: int, noun: str) -> str:
@@ -251,18 +273,53 @@ def matrix_notes(matrix: Matrix) -> list[str]:
     return notes
 
 
-REACH_COLUMNS = ("daemon", "writable volumes", "peer ports it connects to", "LDAPI sockets")
+NO_POLICY = "no NetworkPolicy: all"
+
+
+def measured_peers(matrix: Matrix, row: Row) -> list[str]:
+    """The peers' ports ``row``'s daemon connected to on podman's network."""
+    return [c.label for c in matrix.peers_of(row) if row.cell(c) == CONNECT]
+
+
+def cluster_text(matrix: Matrix, row: Row) -> str:
+    """The NetworkPolicies' answer for ``row`` in one cell: other pods' ports first, then
+    its own pod's (localhost: no policy applies)."""
+    if matrix.cluster is None:
+        return "not known (no overlay built)"
+    if not matrix.cluster.policies:
+        return NO_POLICY
+    peers = matrix.cluster_peers(row)
+    if peers is None:
+        return f"not in overlay {matrix.cluster.overlay}"
+    others = ", ".join(p.label for p in peers if not p.same_pod) or "none"
+    own = [p.label for p in peers if p.same_pod]
+    return others + (f"; same pod: {', '.join(own)}" if own else "")
+
+
+REACH_COLUMNS = ("daemon", "writable volumes", "peer ports it connects to",
+                 "peers allowed by NetworkPolicies (cluster)", "LDAPI sockets")
 
 
 def reach_table(matrix: Matrix) -> Table:
-    """What else a daemon reaches: writable volumes, peers (TCP), LDAPI sockets."""
+    """What else a daemon reaches: writable volumes, peers (TCP, measured, beside what the
+    mode's NetworkPolicies would allow in a cluster), LDAPI sockets."""
     table = new_table(f"blast radius, {matrix.name}: volumes, peers, sockets", REACH_COLUMNS,
                       whole=("daemon",))
     for row in matrix.rows:
         volumes = [c.label for c in matrix.reached(row, VOLUME, WRITABLE)]
-        peers = [c.label for c in matrix.peers_of(row) if row.cell(c) == CONNECT]
         sockets = [c.label + (f" ({row.details[c.id]})" if row.details.get(c.id) else "")
                    for c in matrix.reached(row, SOCKET, (CONNECT,))]
         table.add_row(row.daemon.label, ", ".join(volumes) or "none",
-                      ", ".join(peers) or "none", ", ".join(sockets) or "none")
+                      ", ".join(measured_peers(matrix, row)) or "none",
+                      cluster_text(matrix, row), ", ".join(sockets) or "none")
     return table
+
+
+def reach_notes(matrix: Matrix) -> list[str]:
+    """Where the cluster column comes from, in one line."""
+    if matrix.cluster is None:
+        return []
+    return [f"peers allowed by NetworkPolicies: overlay {matrix.cluster.overlay}, "
+            f"{len(matrix.cluster.policies)} NetworkPolicies; a pod's egress and the "
+            f"destination pod's ingress must both allow a port; \"same pod\" ports are "
+            f"reached over localhost, which no NetworkPolicy filters"]

@@ -138,8 +138,9 @@ def explain(finding: checkov.Finding, overlay: str, exceptions: list[ScannerExce
 
 
 def scan(root: Path, services: list[Service], overlays: list[str],
-         scanner: list[str] | None) -> ScanReport:
-    """PSS and (when ``scanner`` is Checkov's argv) Checkov on each overlay."""
+         scanner: list[str] | None, rendered: dict[str, str] | None = None) -> ScanReport:
+    """PSS and (when ``scanner`` is Checkov's argv) Checkov on each overlay; ``rendered``
+    is ``render_overlays``' answer when the caller needs the YAML too (built once)."""
     exceptions = load_exceptions(root)
     root_init = {s.name: s.init.reason or "see its spec" for s in services
                  if needs_root_init(s) and s.init is not None}
@@ -148,7 +149,9 @@ def scan(root: Path, services: list[Service], overlays: list[str],
         report.scanner = f"checkov {report.scanner}"
     else:
         report.note = f"Checkov is not installed: no independent scan ({checkov.INSTALL_HINT})"
-    for overlay, text in render_overlays(root, overlays).items():
+    if rendered is None:
+        rendered = render_overlays(root, overlays)
+    for overlay, text in ((o, rendered[o]) for o in overlays if o in rendered):
         result = OverlayScan(overlay, pss_facts(text))
         if scanner:
             found = checkov.scan_yaml(text, scanner, overlay)

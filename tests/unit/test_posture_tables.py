@@ -1,17 +1,23 @@
 """posture's text tables as a reviewer pastes them (a non-terminal console: CI logs, a
-pipe): narrow by their shape, every value whole, titles on one line, no padding."""
+pipe): narrow by their shape, every value whole, titles on one line, no padding; and the
+NetworkPolicy view of peers beside the measured one, in the table, the JSON and the HTML."""
 
 from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
+from ipabuild import posture, scan
 from ipabuild.blastradius import (
     CONNECT,
     KEY,
+    NO_POLICY,
+    NONE,
     PEER,
     READ,
     READ_WRITE,
@@ -20,9 +26,13 @@ from ipabuild.blastradius import (
     Daemon,
     Matrix,
     Row,
+    cluster_text,
     matrix_notes,
     matrix_table,
+    reach_notes,
+    reach_table,
 )
+from ipabuild.netpolicy import policy_view
 from ipabuild.posture import ContainerPosture, ImageFacts, posture_table
 from ipabuild.scan import OverlayScan, ScanFinding, ScanReport, findings_notes, findings_table
 from ipabuild.tables import print_table
@@ -61,7 +71,6 @@ LONG_REASON = ("no runAsUser is pinned: OpenShift's restricted-v2 assigns a UID 
                "runs the image's numeric USER; with hostUsers false the check passes")
 TAG_REASON = ("the committed overlays name the project's tag; `ipabuild manifests --registry "
               "R --digests` after `ipabuild images --push R` writes the pushed digests instead")
-
 
 
 def _secret_columns(names: list[str]) -> list[Column]:
@@ -202,8 +211,9 @@ def test_every_table_posture_prints_has_its_title_on_one_line_and_no_padding() -
     """A centred title over a wide table used to paste with hundreds of blanks; a title
     longer than its narrow table used to wrap. Now: one line, centred, nothing trailing."""
     matrix = split_matrix()
+    matrix.cluster = policy_view("split-userns", _manifests())
     report = _scan_report()
-    tables = [posture_table([_posture_row()]), matrix_table(matrix),
+    tables = [posture_table([_posture_row()]), matrix_table(matrix), reach_table(matrix),
               findings_table(report), matrix_table(Matrix("x", [], [split_matrix().rows[0]]))]
     for table in tables:
         title = str(table.title)
@@ -214,3 +224,122 @@ def test_every_table_posture_prints_has_its_title_on_one_line_and_no_padding() -
         width = _table_width(text)
         assert len(lines[0]) <= max(width, len(title)), title
         assert len(lines[0]) - len(title) <= max(0, (width - len(title)) // 2) + 1, title
+
+
+# ---- the NetworkPolicy view of peers --------------------------------------------------
+
+def _manifests() -> list[dict[str, object]]:
+    """ldap's pod runs ldap and kdc; http and ca their own; default deny, then http may
+    open ldap and ca, ca may open ldap, ldap's pod opens ldap (its replicas)."""
+    def workload(name: str, ports: dict[str, list[int]]) -> dict[str, object]:
+        return {"kind": "StatefulSet", "metadata": {"name": name, "namespace": "ipa"},
+                "spec": {"template": {"metadata": {"labels": {"app": name}}, "spec": {
+                    "containers": [{"name": c, "ports": [{"containerPort": p} for p in ps]}
+                                   for c, ps in ports.items()]}}}}
+
+    def allow(name: str, to: list[str], ingress_from: list[str] | None,
+              ports: list[int]) -> dict[str, object]:
+        rule: dict[str, object] = {"ports": [{"port": p} for p in ports]}
+        if ingress_from is not None:
+            rule["from"] = [{"podSelector": {"matchLabels": {"app": a}}} for a in ingress_from]
+        return {"kind": "NetworkPolicy", "metadata": {"name": f"{name}-allow", "namespace": "ipa"},
+                "spec": {"podSelector": {"matchLabels": {"app": name}},
+                         "policyTypes": ["Ingress", "Egress"], "ingress": [rule],
+                         "egress": [{"to": [{"podSelector": {"matchLabels": {"app": t}}}]}
+                                    for t in to]}}
+
+    return [workload("ldap", {"ldap": [3389, 3636], "kdc": [8088, 8464, 8749]}),
+            workload("http", {"http": [80, 443]}), workload("ca", {"ca": [8080, 8443]}),
+            {"kind": "NetworkPolicy", "metadata": {"name": "deny", "namespace": "ipa"},
+             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
+            allow("ldap", ["ldap"], ["http", "ca", "ldap"], [3389, 3636, 8088, 8464, 8749]),
+            allow("http", ["ldap", "ca"], None, [80, 443]),
+            allow("ca", ["ldap"], ["http"], [8080, 8443])]
+
+
+def test_reach_table_shows_the_cluster_peers_beside_the_measured_ones() -> None:
+    matrix = split_matrix()
+    matrix.cluster = policy_view("split-userns", _manifests())
+    text = _print(reach_table(matrix), reach_notes(matrix))
+    header = text.split("┡", 1)[0]
+    assert "peer ports it connects to" in header
+    assert "peers allowed by NetworkPolicies (cluster)" in header
+    rows = {cells[0]: cells for cells in _body(text)}
+    kdc = rows["kdc kadmind+krb5kdc (uid 2000000001)"]
+    assert kdc[2] == "ca:8080, ca:8443, http:80, http:443, ldap:3389, ldap:3636"  # podman
+    assert kdc[3] == "none; same pod: ldap:3389, ldap:3636"  # its pod's egress: ldap's pods
+    ldap = rows["ldap ns-slapd+python3 (uid 2000000000)"]
+    assert ldap[3] == "none; same pod: kdc:8088, kdc:8464, kdc:8749"  # its own ports left out
+    assert rows["http apache2+cat (uid 2000000002)"][3] == (
+        "ca:8080, ca:8443, kdc:8088, kdc:8464, kdc:8749, ldap:3389, ldap:3636")
+    assert rows["ca ipabuild-ca+java (uid 10017)"][3] == (
+        "kdc:8088, kdc:8464, kdc:8749, ldap:3389, ldap:3636")
+    assert "overlay split-userns, 4 NetworkPolicies" in text
+
+
+def test_no_policy_no_overlay_no_pod() -> None:
+    matrix = split_matrix()
+    row = matrix.rows[0]
+    assert cluster_text(matrix, row) == "not known (no overlay built)"
+    matrix.cluster = policy_view("o", [o for o in _manifests() if o["kind"] != "NetworkPolicy"])
+    assert cluster_text(matrix, row) == NO_POLICY == "no NetworkPolicy: all"
+    assert {p["label"] for p in matrix.to_json()["rows"][0]["cluster_peers"]} == {  # type: ignore[index]
+        "kdc:8088", "kdc:8464", "kdc:8749", "ldap:3389", "ldap:3636", "http:80",
+        "http:443"}  # the JSON lists what "all" is (less ca's own ports)
+    matrix.cluster = policy_view("o", _manifests()[1:])
+    assert cluster_text(matrix, matrix.rows[3]) == "not in overlay o"
+
+
+def test_json_keeps_its_shape_and_adds_the_cluster_peers() -> None:
+    before = {"mode", "stack", "name", "columns", "rows", "summary"}
+    row_before = {"daemon", "cells", "details", "probe_ids", "probe_capabilities", "error",
+                  "label", "same_credentials"}
+    matrix = split_matrix()
+    plain = matrix.to_json()
+    assert before <= set(plain) and plain["network_policies"] is None
+    assert row_before <= set(plain["rows"][0])  # type: ignore[index]
+    assert plain["rows"][0]["cluster_peers"] is None  # type: ignore[index]
+    matrix.cluster = policy_view("split-userns", _manifests())
+    data = matrix.to_json()
+    assert data["network_policies"] == {
+        "overlay": "split-userns", "policies": ["deny", "ldap-allow", "http-allow", "ca-allow"],
+        "pods": {"StatefulSet/ldap": ["ldap", "kdc"], "StatefulSet/http": ["http"],
+                 "StatefulSet/ca": ["ca"]}}
+    kdc = data["rows"][2]  # type: ignore[index]
+    assert kdc["measured_peers"] == ["ca:8080", "ca:8443", "http:80", "http:443", "ldap:3389",
+                                     "ldap:3636"]
+    assert {"service": "ldap", "port": 3389, "protocol": "TCP", "pod": "StatefulSet/ldap",
+            "same_pod": True, "label": "ldap:3389"} in kdc["cluster_peers"]
+    assert kdc["cluster_peers_text"] == cluster_text(matrix, matrix.rows[2])
+    json.dumps(data)
+
+
+def test_html_shows_both_peer_views() -> None:
+    matrix = split_matrix()
+    matrix.cluster = policy_view("split-userns", _manifests())
+    document = posture.report_json([], ["split"], {}, blast=[matrix])
+    html = posture.report_html(document)
+    assert 'id="peers-split"' in html and "overlay split-userns" in html
+    assert "none; same pod: ldap:3389, ldap:3636" in html
+    assert "peers allowed by NetworkPolicies (cluster" in html
+
+
+def test_with_network_policies_reads_the_scans_yaml() -> None:
+    """The mode's overlay (split-userns for split) from the YAML the scan built."""
+    text = yaml.safe_dump_all(_manifests())
+    matrices = [split_matrix(), Matrix("monolithic", [], [])]
+    posture.with_network_policies(matrices, {"split-userns": text, "split": ""})
+    assert matrices[0].cluster is not None and matrices[0].cluster.overlay == "split-userns"
+    assert matrices[1].cluster is None  # no monolithic-userns YAML given
+    assert cluster_text(matrices[0], matrices[0].rows[2]) == "none; same pod: ldap:3389, " \
+                                                               "ldap:3636"
+
+
+def test_scan_takes_the_yaml_it_is_given(tmp_path: Path) -> None:
+    """Built once by the caller: scan renders nothing (tmp_path has no kustomize/)."""
+    text = yaml.safe_dump_all(_manifests())
+    report = scan.scan(tmp_path, [], ["split-userns", "absent"], None, {"split-userns": text})
+    assert [o.overlay for o in report.overlays] == ["split-userns"]
+    assert set(report.overlays[0].pss) == {"StatefulSet/ldap", "StatefulSet/http",
+                                           "StatefulSet/ca"}
+    assert NONE == "none"

@@ -219,11 +219,20 @@ def test_one_pod_overlay_runs_every_daemon() -> None:
 
 # ---- the committed split overlay, built by the real kustomize ------------------------
 
+OVERLAYS = ["split", "monolithic-userns"]
+
+
 @pytest.fixture(scope="module")
-def split() -> PolicyView:
+def built() -> dict[str, PolicyView]:
     if not any(shutil.which(b) for b in ("kubectl", "kustomize", "oc")):
         pytest.skip("no kustomize (kubectl, kustomize or oc) to build the overlay")
-    return policy_view_of_text("split", scan.render_overlays(ROOT, ["split"])["split"])
+    return {overlay: policy_view_of_text(overlay, text)
+            for overlay, text in scan.render_overlays(ROOT, OVERLAYS).items()}
+
+
+@pytest.fixture
+def split(built: dict[str, PolicyView]) -> PolicyView:
+    return built["split"]
 
 
 def _port(pod: Pod, service: str, number: int, protocol: str = "TCP") -> PodPort:
@@ -267,3 +276,15 @@ def test_split_http_reaches_the_kdcs_admin_port(split: PolicyView) -> None:
     assert {p.label for p in split.peers(http) if not p.same_pod} == {
         "ca:8080", "ca:8443", "kdc:8088", "kdc:8088/udp", "kdc:8464", "kdc:8464/udp",
         "kdc:8749", "ldap:3389", "ldap:3636"}
+
+
+def test_monolith_overlay_one_pod_every_port_its_own(built: dict[str, PolicyView]) -> None:
+    """The local monolith's daemons run in the overlay's one pod: every port is "same
+    pod", and the policies open no other pod (there is none)."""
+    view = built["monolithic-userns"]
+    pod = view.pod_of("monolithic")
+    assert pod is not None and [p.workload for p in view.pods] == ["StatefulSet/freeipa"]
+    peers = view.peers(pod)
+    assert peers and all(p.same_pod for p in peers)
+    assert {"freeipa:389", "freeipa:88/udp", "freeipa:749"} <= {p.label for p in peers}
+    assert "ipabuild-default-deny" in view.policy_names

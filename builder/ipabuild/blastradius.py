@@ -8,7 +8,13 @@ whose rows are daemons (the distinct UID:GID of a container's processes) and who
 columns are what an attacker wants (bootstrap secrets, private keys, keytabs and NSS key
 databases found on volumes and tmpfs, volumes, peers' ports, LDAPI sockets). Every cell
 is a measurement ``ipabuild.blastprobe`` made from inside the container as that UID; no
-cell is inferred from the specs, so the matrix changes exactly when a fact does.
+cell is inferred from the specs, so the matrix changes exactly when a fact does. Beside
+the measured peers (podman's network filters nothing) stands what the mode's overlay's
+NetworkPolicies would allow in a cluster (``ipabuild.netpolicy``), read from the manifests.
+
+The text view of the matrix is transposed (a row per secret or key, a narrow column per
+daemon): a stack has a few daemons and dozens of secrets and keys, so only that way round
+does a pasted table stay about as wide as its longest path.
 
 Kept free of podman so the matrix and summary logic is tested with fake measurements.
 """
@@ -18,7 +24,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rich.table import Table
+from rich.text import Text
 
+from ipabuild.netpolicy import Peer, PolicyView
 from ipabuild.tables import new_table
 
 # Column kinds, in the order the matrix shows them.
@@ -116,6 +124,8 @@ class Matrix:
     columns: list[Column]
     rows: list[Row]
     stack: str = ""  # "" when nothing ran in this mode
+    # what the mode's overlay's NetworkPolicies allow; None: no overlay was built
+    cluster: PolicyView | None = None
 
     @property
     def name(self) -> str:
@@ -135,13 +145,30 @@ class Matrix:
         return [c for c in self.of_kind(PEER)
                 if not (c.owner == mine.service and c.port in mine.ports)]
 
+    def cluster_peers(self, row: Row) -> list[Peer] | None:
+        """The ports the NetworkPolicies let ``row``'s pod open, less the daemon's own
+        (as ``peers_of``); None when there is no overlay or no pod runs its service."""
+        pod = self.cluster.pod_of(row.daemon.service) if self.cluster else None
+        if self.cluster is None or pod is None:
+            return None
+        return [p for p in self.cluster.peers(pod)
+                if not (p.same_pod and p.port.port in row.daemon.ports)]
+
     def to_json(self) -> dict[str, object]:
         return {"mode": self.mode, "stack": self.stack, "name": self.name,
                 "columns": [{**asdict(c), "short": c.short} for c in self.columns],
                 "rows": [{**asdict(r), "label": r.daemon.label,
                           "cells": {c.id: r.cell(c) for c in self.columns},
-                          "same_credentials": r.same_credentials} for r in self.rows],
+                          "same_credentials": r.same_credentials,
+                          "measured_peers": measured_peers(self, r),
+                          "cluster_peers": _peers_json(self.cluster_peers(r)),
+                          "cluster_peers_text": cluster_text(self, r)} for r in self.rows],
+                "network_policies": self.cluster.to_json() if self.cluster else None,
                 "summary": summary(self)}
+
+
+def _peers_json(peers: list[Peer] | None) -> list[dict[str, object]] | None:
+    return None if peers is None else [p.to_json() for p in peers]
 
 
 def _count(part: int, whole: int, noun: str) -> str:
@@ -183,30 +210,116 @@ def summary(matrix: Matrix) -> str:
         f"{d.service} {'+'.join(d.commands)} → {words}" for d, words in said)
 
 
+THING_COLUMNS = ("kind", "secret or key")
+
+
+def _header(daemon: Daemon) -> str:
+    """A daemon's column header: its service over its UID (the notes name its commands)."""
+    return f"{daemon.service}\n{daemon.uid}"
+
+
+def _readers(matrix: Matrix, column: Column) -> list[Row]:
+    return [r for r in matrix.rows if r.cell(column) in READABLE]
+
+
+def _tally(part: int, whole: int) -> Text:
+    """``3 of 26``; ``all 26`` in bold red: the daemon reaches every one of them."""
+    if whole and part == whole:
+        return Text(f"all {whole}", style="bold red")
+    return Text(f"{part} of {whole}")
+
+
 def matrix_table(matrix: Matrix) -> Table:
-    """Rows daemons, columns secrets and keys, cells read/write/none; whole labels."""
-    columns = matrix.of_kind(SECRET) + matrix.of_kind(KEY)
-    table = new_table(f"blast radius, {matrix.name}: compromise of a daemon exposes",
-                      ["daemon", *[c.label for c in columns]], whole=("daemon",))
-    for row in matrix.rows:
-        cells = [row.cell(c) for c in columns]
-        everything = bool(cells) and all(c in READABLE for c in cells)
-        table.add_row(row.daemon.label, *cells, style="bold red" if everything else "")
+    """A row per secret and key (with its kind, its whole label), a column per daemon
+    (service over UID), cells read/write/read+write/none. A secret or key every daemon
+    reads is a bold red row; two last rows count what each daemon reads and writes, and a
+    daemon that reads them all has its header and count in bold red (what the old
+    daemon-per-row table marked by a red row). ``matrix_notes`` says who each column is."""
+    things = matrix.of_kind(SECRET) + matrix.of_kind(KEY)
+    headers = [_header(r.daemon) for r in matrix.rows]
+    table = new_table(f"blast radius, {matrix.name}: what a compromised daemon reads "
+                      f"(columns: service, UID)", [*THING_COLUMNS, *headers],
+                      whole=("kind", *headers))
+    for index, thing in enumerate(things):
+        everyone = len(matrix.rows) > 1 and len(_readers(matrix, thing)) == len(matrix.rows)
+        table.add_row(thing.kind, thing.label, *[r.cell(thing) for r in matrix.rows],
+                      style="bold red" if everyone else "",
+                      end_section=index == len(things) - 1)
+    reads = [len(matrix.reached(r, SECRET)) + len(matrix.reached(r, KEY)) for r in matrix.rows]
+    writes = [len(matrix.reached(r, SECRET, WRITABLE)) + len(matrix.reached(r, KEY, WRITABLE))
+              for r in matrix.rows]
+    table.add_row("", "reads", *[_tally(n, len(things)) for n in reads])
+    table.add_row("", "writes", *[_tally(n, len(things)) for n in writes])
+    for column, count in zip(table.columns[len(THING_COLUMNS):], reads, strict=True):
+        if things and count == len(things):
+            column.header_style = "bold red"
     return table
 
 
-REACH_COLUMNS = ("daemon", "writable volumes", "peer ports it connects to", "LDAPI sockets")
+def matrix_notes(matrix: Matrix) -> list[str]:
+    """What the matrix's short headers stand for, and its red rows and columns in words
+    (so a pasted, colourless table still says them)."""
+    things = matrix.of_kind(SECRET) + matrix.of_kind(KEY)
+    notes = [f"{r.daemon.service} {r.daemon.uid}: {r.daemon.label}, gid {r.daemon.gid}, "
+             f"in {r.daemon.container}" for r in matrix.rows]
+    if len(matrix.rows) > 1:
+        everyone = [t.label for t in things if len(_readers(matrix, t)) == len(matrix.rows)]
+        notes.append(f"read by every daemon: {', '.join(everyone) or 'none'}")
+    every = [r.daemon.label for r in matrix.rows
+             if things and len(matrix.reached(r, SECRET)) + len(matrix.reached(r, KEY))
+             == len(things)]
+    if every:
+        notes.append(f"reads every secret and key: {', '.join(every)}")
+    return notes
+
+
+NO_POLICY = "no NetworkPolicy: all"
+
+
+def measured_peers(matrix: Matrix, row: Row) -> list[str]:
+    """The peers' ports ``row``'s daemon connected to on podman's network."""
+    return [c.label for c in matrix.peers_of(row) if row.cell(c) == CONNECT]
+
+
+def cluster_text(matrix: Matrix, row: Row) -> str:
+    """The NetworkPolicies' answer for ``row`` in one cell: other pods' ports first, then
+    its own pod's (localhost: no policy applies)."""
+    if matrix.cluster is None:
+        return "not known (no overlay built)"
+    if not matrix.cluster.policies:
+        return NO_POLICY
+    peers = matrix.cluster_peers(row)
+    if peers is None:
+        return f"not in overlay {matrix.cluster.overlay}"
+    others = ", ".join(p.label for p in peers if not p.same_pod) or "none"
+    own = [p.label for p in peers if p.same_pod]
+    return others + (f"; same pod: {', '.join(own)}" if own else "")
+
+
+REACH_COLUMNS = ("daemon", "writable volumes", "peer ports it connects to",
+                 "peers allowed by NetworkPolicies (cluster)", "LDAPI sockets")
 
 
 def reach_table(matrix: Matrix) -> Table:
-    """What else a daemon reaches: writable volumes, peers (TCP), LDAPI sockets."""
+    """What else a daemon reaches: writable volumes, peers (TCP, measured, beside what the
+    mode's NetworkPolicies would allow in a cluster), LDAPI sockets."""
     table = new_table(f"blast radius, {matrix.name}: volumes, peers, sockets", REACH_COLUMNS,
                       whole=("daemon",))
     for row in matrix.rows:
         volumes = [c.label for c in matrix.reached(row, VOLUME, WRITABLE)]
-        peers = [c.label for c in matrix.peers_of(row) if row.cell(c) == CONNECT]
         sockets = [c.label + (f" ({row.details[c.id]})" if row.details.get(c.id) else "")
                    for c in matrix.reached(row, SOCKET, (CONNECT,))]
         table.add_row(row.daemon.label, ", ".join(volumes) or "none",
-                      ", ".join(peers) or "none", ", ".join(sockets) or "none")
+                      ", ".join(measured_peers(matrix, row)) or "none",
+                      cluster_text(matrix, row), ", ".join(sockets) or "none")
     return table
+
+
+def reach_notes(matrix: Matrix) -> list[str]:
+    """Where the cluster column comes from, in one line."""
+    if matrix.cluster is None:
+        return []
+    return [f"peers allowed by NetworkPolicies: overlay {matrix.cluster.overlay}, "
+            f"{len(matrix.cluster.policies)} NetworkPolicies; a pod's egress and the "
+            f"destination pod's ingress must both allow a port; \"same pod\" ports are "
+            f"reached over localhost, which no NetworkPolicy filters"]

@@ -472,13 +472,14 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     group, secrets in env, listening ports, and the image's setuid/setgid files, package
     count and size; per daemon (UID:GID) the blast radius, tried from inside its container
     as that UID: which secrets and keys it reads or writes, which volumes it writes, which
-    peers' ports and LDAPI sockets it reaches (docs/posture.md); plus, per kustomize
+    peers' ports and LDAPI sockets it reaches, beside the peers' ports the mode's
+    overlay's NetworkPolicies would allow in a cluster (docs/posture.md); plus, per kustomize
     overlay of the modes, PSS "restricted" violations and Checkov's findings (`pip
     install 'ipabuild[scan]'`), each a documented exception
     (services/common/scanner-exceptions.yaml) or unexplained.
     """
     from ipabuild.blastprobe import measure
-    from ipabuild.blastradius import matrix_table, reach_table
+    from ipabuild.blastradius import matrix_notes, matrix_table, reach_notes, reach_table
     from ipabuild.checkov import find_checkov
     from ipabuild.podman_api import connect
     from ipabuild.posture import (
@@ -487,8 +488,15 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
         posture_table,
         report_html,
         report_json,
+        with_network_policies,
     )
-    from ipabuild.scan import OVERLAYS_OF_MODE, findings_table, scan
+    from ipabuild.scan import (
+        OVERLAYS_OF_MODE,
+        findings_notes,
+        findings_table,
+        render_overlays,
+        scan,
+    )
     from ipabuild.spec import load_project, load_services
     from ipabuild.tables import print_table
     from ipabuild.targets import stack_containers
@@ -518,7 +526,10 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
                                                       modes=tuple(OVERLAY_OF_MODE))}
             blast = measure(containers, specs, wanted)
         overlays = [o for m in wanted for o in OVERLAYS_OF_MODE[m]]
-        scanned = scan(root, load_services(root, project, []), overlays, find_checkov())
+        rendered = render_overlays(root, overlays)
+        scanned = scan(root, load_services(root, project, []), overlays, find_checkov(),
+                       rendered)
+        with_network_policies(blast or [], rendered)
         pss = {o.overlay: o.pss for o in scanned.overlays}
         manifests = {m: pss.get(OVERLAY_OF_MODE[m], {}) for m in wanted}
     except IpabuildError as exc:
@@ -534,10 +545,10 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
             print_table(posture_table(rows))
         for matrix in blast or []:
             if matrix.rows:
-                print_table(matrix_table(matrix))
-                print_table(reach_table(matrix))
+                print_table(matrix_table(matrix), notes=matrix_notes(matrix))
+                print_table(reach_table(matrix), notes=reach_notes(matrix))
         if any(o.findings for o in scanned.overlays):
-            print_table(findings_table(scanned))
+            print_table(findings_table(scanned), notes=findings_notes(scanned))
         for line in document["summary"]:  # type: ignore[attr-defined]
             click.echo(line)
         if html_file:

@@ -148,6 +148,20 @@ def manifest_facts(root: Path, mode: str) -> dict[str, list[str]]:
     return pss_facts(built[OVERLAY_OF_MODE[mode]]) if built else {}
 
 
+def with_network_policies(blast: list[Matrix], rendered: dict[str, str]) -> None:
+    """Give each matrix its mode's overlay's NetworkPolicies (``Matrix.cluster``), read
+    from the YAML the static scan built (``scan.render_overlays``), not built again."""
+    from ipabuild.netpolicy import PolicyView, policy_view_of_text
+
+    views: dict[str, PolicyView] = {}
+    for matrix in blast:
+        overlay = OVERLAY_OF_MODE.get(matrix.mode, "")
+        if overlay in rendered:
+            if overlay not in views:
+                views[overlay] = policy_view_of_text(overlay, rendered[overlay])
+            matrix.cluster = views[overlay]
+
+
 def summarise(rows: list[ContainerPosture], modes: list[str]) -> list[str]:
     """The differences that matter, in words, from the rows."""
     lines = []

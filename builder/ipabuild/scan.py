@@ -138,8 +138,9 @@ def explain(finding: checkov.Finding, overlay: str, exceptions: list[ScannerExce
 
 
 def scan(root: Path, services: list[Service], overlays: list[str],
-         scanner: list[str] | None) -> ScanReport:
-    """PSS and (when ``scanner`` is Checkov's argv) Checkov on each overlay."""
+         scanner: list[str] | None, rendered: dict[str, str] | None = None) -> ScanReport:
+    """PSS and (when ``scanner`` is Checkov's argv) Checkov on each overlay; ``rendered``
+    is ``render_overlays``' answer when the caller needs the YAML too (built once)."""
     exceptions = load_exceptions(root)
     root_init = {s.name: s.init.reason or "see its spec" for s in services
                  if needs_root_init(s) and s.init is not None}
@@ -148,7 +149,9 @@ def scan(root: Path, services: list[Service], overlays: list[str],
         report.scanner = f"checkov {report.scanner}"
     else:
         report.note = f"Checkov is not installed: no independent scan ({checkov.INSTALL_HINT})"
-    for overlay, text in render_overlays(root, overlays).items():
+    if rendered is None:
+        rendered = render_overlays(root, overlays)
+    for overlay, text in ((o, rendered[o]) for o in overlays if o in rendered):
         result = OverlayScan(overlay, pss_facts(text))
         if scanner:
             found = checkov.scan_yaml(text, scanner, overlay)
@@ -176,13 +179,29 @@ def summary_lines(report: ScanReport) -> list[str]:
 FINDING_COLUMNS = ("overlay", "check", "resource", "documented exception")
 
 
+def exception_reasons(report: ScanReport) -> list[str]:
+    """Each documented reason once, in the order the findings first cite it: most
+    findings of a stack share a handful of long reasons, which printed on every row made
+    the table hundreds of columns wide."""
+    return list(dict.fromkeys(f.exception for o in report.overlays for f in o.findings
+                              if f.exception))
+
+
 def findings_table(report: ScanReport) -> Table:
-    """Every Checkov finding: its check, its resource and its reason, or UNEXPLAINED."""
+    """Every Checkov finding: its check, its resource and its reason's number (``[2]``,
+    the reason in ``findings_notes``), or UNEXPLAINED and the check's name."""
+    numbers = {reason: n for n, reason in enumerate(exception_reasons(report), 1)}
     table = new_table(f"{report.scanner} findings", FINDING_COLUMNS,
                       whole=("overlay", "check", "resource"))
     for o in report.overlays:
         for f in o.findings:
             table.add_row(o.overlay, f.check_id, f.resource,
-                          f.exception or f"UNEXPLAINED: {f.check_name}",
+                          f"[{numbers[f.exception]}]" if f.exception
+                          else f"UNEXPLAINED: {f.check_name}",
                           style="" if f.exception else "bold red")
     return table
+
+
+def findings_notes(report: ScanReport) -> list[str]:
+    """The reasons ``findings_table`` numbers, one a line: ``[1] the committed ...``."""
+    return [f"[{n}] {reason}" for n, reason in enumerate(exception_reasons(report), 1)]

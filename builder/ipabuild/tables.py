@@ -5,7 +5,9 @@ assumes 80 columns and shortens cells with an ellipsis, so a pasted report shows
 as ``2382…``. The policy, in one place:
 
 - off a terminal the table is printed at its natural width: every value in full, on one
-  line per row, whatever the width (``--json`` stays the machine format);
+  line per row, whatever the width (``--json`` stays the machine format), its title on
+  one line, no line padded with blanks; so a table stays narrow only by its shape (few
+  columns, or a note under it for what every row would repeat), never by cutting;
 - cells are data, never rich markup: ``[test]`` in a value prints as ``[test]``;
 - on a terminal it fits the terminal: cells wrap at words and a word longer than its
   column folds onto the next line; nothing is replaced by an ellipsis. Columns made with
@@ -17,9 +19,10 @@ Printing adapts the table's columns to the console, so build a table per print.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from io import StringIO
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.measure import Measurement
 from rich.table import Column, Table
@@ -38,16 +41,27 @@ def new_table(title: str, columns: Iterable[str], whole: Collection[str] = ()) -
     return table
 
 
-def print_table(table: Table, console: Console | None = None) -> None:
-    """Print ``table`` in full on ``console`` (default: stdout), fitted to where it goes."""
+def print_table(table: Table, console: Console | None = None,
+                notes: Sequence[str] = ()) -> None:
+    """Print ``table`` in full on ``console`` (default: stdout), fitted to where it goes.
+
+    ``notes`` follow the table, one plain line each: what a cell would otherwise repeat
+    on every row (a long reason, numbered in the table as ``[1]``) or what a short header
+    stands for. Off a terminal each note is one line, whole; on a terminal it wraps at
+    words like any other printed text.
+    """
     console = console or Console()
     for column in table.columns:
         column.overflow = "fold"  # never "ellipsis", whoever built the table
     if not console.is_terminal:
         _print_natural(table, console)
+        console.file.write("".join(f"{note.rstrip()}\n" for note in notes))
+        console.file.flush()
         return
     _keep_whole_where_room(table, console, console.width)
     console.print(table, markup=False)
+    for note in notes:
+        console.print(note, markup=False, highlight=False)
 
 
 def _unbounded(console: Console) -> ConsoleOptions:
@@ -59,18 +73,27 @@ def _measure(console: Console, renderable: RenderableType) -> Measurement:
     return Measurement.get(console, _unbounded(console), renderable)
 
 
-def natural_width(table: Table, console: Console) -> int:
-    """The width at which no cell of ``table`` (nor its title) needs to wrap."""
-    return max(_measure(console, table).maximum, _measure(console, table.title or "").maximum)
-
-
 def _print_natural(table: Table, console: Console) -> None:
     """Print at the table's own width, no colour, without the trailing blanks rich pads
-    each line with (a centred title would otherwise paste with hundreds of them)."""
-    buffer = StringIO()
-    Console(file=buffer, width=natural_width(table, console), color_system=None,
-            force_terminal=False).print(table, markup=False)
-    console.file.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
+    each line with (a centred title would otherwise paste with hundreds of them).
+
+    The title is printed here, on one line: rich wraps a title at the table's width, so
+    a title longer than its (narrow) table would break across lines. It is centred over
+    the table when it is shorter, as rich does.
+    """
+    title, table.title = table.title, None
+    try:
+        width = _measure(console, table).maximum
+        buffer = StringIO()
+        Console(file=buffer, width=width, color_system=None,
+                force_terminal=False).print(table, markup=False)
+    finally:
+        table.title = title
+    lines = buffer.getvalue().splitlines()
+    if title:
+        text = str(title)
+        lines.insert(0, " " * max(0, (width - cell_len(text)) // 2) + text)
+    console.file.write("".join(line.rstrip() + "\n" for line in lines))
     console.file.flush()
 
 

@@ -32,6 +32,7 @@ from ipabuild.blastradius import (
     Daemon,
     Matrix,
     Row,
+    matrix_notes,
     matrix_table,
     reach_table,
     summary,
@@ -106,14 +107,15 @@ def test_not_measured_mode() -> None:
                                                           "in this mode)")
 
 
-def _text(table: object) -> str:
+def _text(table: object, notes: list[str] | None = None) -> str:
     out = StringIO()
-    print_table(table, Console(file=out, width=60, force_terminal=False))  # type: ignore[arg-type]
+    print_table(table, Console(file=out, width=60, force_terminal=False),  # type: ignore[arg-type]
+                notes=notes or [])
     return out.getvalue()
 
 
 def test_tables_print_whole_values_off_a_terminal() -> None:
-    text = _text(matrix_table(_split()))
+    text = _text(matrix_table(_split()), matrix_notes(_split()))
     assert "http apache2 (uid 10080)" in text and "ldap-dm-password" in text
     assert "read+write" in text and "…" not in text
     reach = _text(reach_table(_split()))

@@ -121,3 +121,31 @@ def test_a_table_built_elsewhere_is_not_cut_either() -> None:
     table.add_row(" ".join(str(HOST_UID + i) for i in range(10)))
     text = _print(table, terminal=False)
     assert "…" not in text and str(HOST_UID + 9) in text
+
+
+def test_a_title_longer_than_its_table_stays_on_one_line_off_a_terminal() -> None:
+    """rich wraps a title at its table's width; pasted, the title stays whole."""
+    title = "a title much longer than the narrow table under it, with nothing cut"
+    table = new_table(title, ["n"])
+    table.add_row("1")
+    lines = _print(table, terminal=False).splitlines()
+    assert lines[0] == title and lines[1].startswith("┏")
+    short = new_table("t", ["a rather wide column header"])
+    short.add_row("1")
+    first = _print(short, terminal=False).splitlines()[0]
+    assert first.strip() == "t" and 10 < len(first) < 20  # centred, nothing after it
+
+
+def test_notes_follow_the_table_whole_off_a_terminal_and_wrapped_on_one() -> None:
+    note = "[1] " + " ".join(f"word{i}" for i in range(40))
+    table = new_table("t", ["why"])
+    table.add_row("[1]")
+    out = StringIO()
+    print_table(table, Console(file=out, force_terminal=False, width=40), notes=[note])
+    assert out.getvalue().splitlines()[-1] == note
+    out = StringIO()
+    print_table(table, Console(file=out, force_terminal=True, width=40, color_system=None),
+                notes=[note])
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 40 for line in lines) and "word39" in lines[-1]
+    assert "".join(lines).replace(" ", "").endswith(note.replace(" ", ""))

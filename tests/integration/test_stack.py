@@ -176,17 +176,25 @@ def test_kill_9_of_the_daemon_then_restart(stack: str, client: Client, service: 
     made = client.run(KINIT_ADMIN + ' && ipa user-add "$U" --first Kill --last Nine',
                       env={**admin_env(client), "U": user})
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    def restarts() -> int:
+        return int(sh(["podman", "inspect", "--format", "{{.RestartCount}}", container]
+                      ).stdout)
+    before = restarts()
     init_pid = int(sh(["podman", "inspect", "--format", "{{.State.Pid}}", container]).stdout)
     daemons = [int(p) for p in Path(f"/proc/{init_pid}/task/{init_pid}/children")
                .read_text().split()]
     assert daemons, "no daemon under the container's init"
     os.kill(daemons[0], signal.SIGKILL)
-    for _ in range(40):
-        if sh(["podman", "inspect", "--format", "{{.State.Running}}", container]
-              ).stdout.strip() == "false":
-            break
+    deadline = time.monotonic() + 30
+    while restarts() == before:  # the restart policy acts by itself; nothing else races it
+        assert time.monotonic() < deadline, f"podman did not restart {container}"
         time.sleep(0.25)
-    sh(["podman", "start", container])
+    if service == "ca":
+        # podman 4.3 leaves a container with a private user namespace "created" after its
+        # restart-policy restart (podman #21477); `ipabuild up` makes it again and keeps
+        # the healthy rest (Kubernetes restarts it by itself).
+        up = ipabuild("up", "--name", stack)
+        assert up.returncode == 0, up.stderr[-3000:]
     deadline = time.monotonic() + 120
     while subprocess.run(["podman", "healthcheck", "run", container],
                          capture_output=True, check=False).returncode != 0:

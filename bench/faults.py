@@ -90,10 +90,11 @@ def running(container: str) -> bool:
     return state == "true"
 
 
-def kill_and_wait(container: str, timeout: float) -> bool:
+def kill_and_wait(container: str, stack: str, timeout: float) -> bool:
     """SIGKILL the container's init from the host (the whole container dies, as in a
     crash; `podman kill` would count as a user's stop, which no restart policy undoes);
-    True if its restart policy brought it back, else it is started by hand to go on."""
+    True if its restart policy brought it back, else `ipabuild up` recovers it (what a
+    user runs: it remakes what is not healthy and keeps the rest)."""
     pid = int(subprocess.run(["podman", "inspect", "--format", "{{.State.Pid}}", container],
                              capture_output=True, text=True, check=True).stdout)
     os.kill(pid, signal.SIGKILL)
@@ -103,7 +104,8 @@ def kill_and_wait(container: str, timeout: float) -> bool:
         time.sleep(0.5)
     by_itself = running(container)
     if not by_itself:
-        subprocess.run(["podman", "start", container], capture_output=True, check=False)
+        subprocess.run([sys.executable, "-m", "ipabuild.cli", "--root", str(ROOT), "up",
+                        "--name", stack], capture_output=True, check=False)
     deadline = time.monotonic() + timeout
     while not healthy(container) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -162,7 +164,7 @@ def main() -> int:
         for service in args.services.split(","):
             container = f"ipabuild-{args.name}-{service}"
             outcome = Outcome(service, time.time(), False)
-            outcome.restarted_by_itself = kill_and_wait(container, args.recover_timeout)
+            outcome.restarted_by_itself = kill_and_wait(container, args.name, args.recover_timeout)
             time.sleep(args.settle)
             outcome.settled_at = time.time()
             analyse(outcome, list(samples))
@@ -179,7 +181,7 @@ def main() -> int:
         recovery = f"{o.recovery_s:.1f}" if o.recovery_s is not None else "never"
         during = "/".join(str(o.failed_during[p]) for p in PROBES)
         later = "/".join(str(o.failed_after[p]) for p in PROBES)
-        print(f"{o.service:8} {'by itself' if o.restarted_by_itself else 'BY HAND':10} "
+        print(f"{o.service:8} {'by itself' if o.restarted_by_itself else 'ipabuild up':11} "
               f"{recovery:>10}  {during:36} {later}")
     lost = {name: before[name] - after[name] for name in COUNTS}
     print(f"probes sent: {len(samples)}; data before {before}, after {after}, lost {lost}")

@@ -296,22 +296,26 @@ def cluster_text(matrix: Matrix, row: Row) -> str:
     return others + (f"; same pod: {', '.join(own)}" if own else "")
 
 
-REACH_COLUMNS = ("daemon", "writable volumes", "peer ports it connects to",
-                 "peers allowed by NetworkPolicies (cluster)", "LDAPI sockets")
+REACH_COLUMNS = ("daemon", "reaches", "what")
+REACH_KINDS = ("writable volumes", "peer ports it connects to",
+               "peers allowed by NetworkPolicies (cluster)", "LDAPI sockets")
 
 
 def reach_table(matrix: Matrix) -> Table:
     """What else a daemon reaches: writable volumes, peers (TCP, measured, beside what the
-    mode's NetworkPolicies would allow in a cluster), LDAPI sockets."""
+    mode's NetworkPolicies would allow in a cluster), LDAPI sockets. One line per daemon
+    and kind, so a pasted table is as wide as its longest list, not as all four."""
     table = new_table(f"blast radius, {matrix.name}: volumes, peers, sockets", REACH_COLUMNS,
-                      whole=("daemon",))
+                      whole=("daemon", "reaches"))
     for row in matrix.rows:
         volumes = [c.label for c in matrix.reached(row, VOLUME, WRITABLE)]
         sockets = [c.label + (f" ({row.details[c.id]})" if row.details.get(c.id) else "")
                    for c in matrix.reached(row, SOCKET, (CONNECT,))]
-        table.add_row(row.daemon.label, ", ".join(volumes) or "none",
-                      ", ".join(measured_peers(matrix, row)) or "none",
-                      cluster_text(matrix, row), ", ".join(sockets) or "none")
+        values = (", ".join(volumes) or "none", ", ".join(measured_peers(matrix, row)) or "none",
+                  cluster_text(matrix, row), ", ".join(sockets) or "none")
+        for index, (kind, value) in enumerate(zip(REACH_KINDS, values, strict=True)):
+            table.add_row(row.daemon.label, kind, value,
+                          end_section=index == len(REACH_KINDS) - 1)
     return table
 
 

@@ -330,15 +330,22 @@ class Resources(StrictModel):
     cpu_request: str = "100m"
     cpu_limit: str = "1"
     memory_request: str = "256Mi"
-    memory_limit: str = "1Gi"
+    memory_limit: str | None = Field(
+        default="1Gi", description="null: no memory limit, which needs "
+        "`no_memory_limit_because` (the posture report and the scanner's exception quote it)")
+    no_memory_limit_because: str = ""
 
     @model_validator(mode="after")
     def _request_within_limit(self) -> Resources:
         for what in ("cpu", "memory"):
             request = getattr(self, f"{what}_request")
             limit = getattr(self, f"{what}_limit")
-            if quantity(request) > quantity(limit):
+            if limit is not None and quantity(request) > quantity(limit):
                 raise ValueError(f"{what}_request {request} is above {what}_limit {limit}")
+        if self.memory_limit is None and not self.no_memory_limit_because.strip():
+            raise ValueError("memory_limit: null needs no_memory_limit_because: why")
+        if self.memory_limit is not None and self.no_memory_limit_because:
+            raise ValueError("no_memory_limit_because is only for memory_limit: null")
         return self
 
 

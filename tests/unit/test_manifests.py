@@ -101,11 +101,28 @@ def test_requests_and_limits_come_from_each_spec(specs: tuple[Any, list[Any]],
             continue
         for container in spec["containers"] + spec.get("initContainers", []):
             wanted = by_name[container["name"].removesuffix("-init")].resources
+            limits = {"cpu": wanted.cpu_limit}
+            if wanted.memory_limit is not None:
+                limits["memory"] = wanted.memory_limit
             assert container["resources"] == {
                 "requests": {"cpu": wanted.cpu_request, "memory": wanted.memory_request},
-                "limits": {"cpu": wanted.cpu_limit, "memory": wanted.memory_limit}}
+                "limits": limits}
             seen.add(wanted.memory_request)
     assert len(seen) == len(by_name), "every service has figures of its own"
+    # 389-ds checks its caches against limit minus usage (page cache included): no limit,
+    # said in the spec
+    assert by_name["ldap"].resources.memory_limit is None
+    assert "page cache" in by_name["ldap"].resources.no_memory_limit_because
+
+
+def test_no_memory_limit_needs_its_reason() -> None:
+    from ipabuild.spec import Resources
+
+    with pytest.raises(ValueError, match="needs no_memory_limit_because"):
+        Resources(memory_limit=None)
+    with pytest.raises(ValueError, match="only for memory_limit: null"):
+        Resources(no_memory_limit_because="why")
+    assert Resources(memory_limit=None, no_memory_limit_because="why").memory_limit is None
 
 
 def test_monolith_drops_net_raw_probes_liveness_and_has_network_policies(

@@ -45,8 +45,11 @@ def container_security(read_only_root: bool) -> dict[str, Any]:
 def resources(service: Service) -> dict[str, Any]:
     """The spec's requests and limits."""
     wanted = service.resources
+    limits = {"cpu": wanted.cpu_limit}
+    if wanted.memory_limit is not None:  # else the spec says why (no_memory_limit_because)
+        limits["memory"] = wanted.memory_limit
     return {"requests": {"cpu": wanted.cpu_request, "memory": wanted.memory_request},
-            "limits": {"cpu": wanted.cpu_limit, "memory": wanted.memory_limit}}
+            "limits": limits}
 
 
 def _probe(service: Service, failures: int) -> dict[str, Any]:

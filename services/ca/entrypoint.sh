@@ -3,9 +3,9 @@
 #   run (default)  non-root, any UID with GID 0: wait for the ldap service, then run
 #                  Tomcat in the foreground from the instance on the volumes; while no
 #                  instance exists, say that the one-time init step is needed and wait.
-#   init           the one-time initialisation: pkispawn, which refuses to run unless
-#                  euid is 0, so this mode runs as root inside a user namespace (never
-#                  host root). Afterwards the files are made usable by any UID, GID 0.
+#   init           the one-time initialisation (ca_init.py): pkispawn, which refuses to
+#                  run unless euid is 0, so this mode runs as root inside a user namespace
+#                  (never host root). Afterwards the files are usable by any UID, GID 0.
 set -euo pipefail
 IPABUILD_SERVICE=ca
 . /usr/local/lib/ipabuild/lib.sh
@@ -151,100 +151,9 @@ mode_run() {
     run_tomcat
 }
 
-# configparser value: '%' is its interpolation character; newlines would end the value.
-cfg_value() { printf '%s' "$1" | sed -e 's/%/%%/g' -e 's/[&|\\]/\\&/g'; }
-
-mode_init() {
-    local dm admin p12 cfg started
-    umask 0022
-    if [ "$(id -u)" != 0 ]; then
-        ipabuild_die "init runs pkispawn, which refuses to run unless euid is 0: run this step" \
-            "as root inside a user namespace (podman run --user 0:0 --uidmap 0:200000000:65536" \
-            "--gidmap 0:200000000:65536 ... init; Kubernetes: an init container with" \
-            "hostUsers: false), never as host root; the CA itself then runs non-root"
-    fi
-    if initialised; then
-        ipabuild_log "CA instance '$instance' already initialised ($marker); nothing to do"
-        return 0
-    fi
-    local leftovers=("/etc/pki/$instance" "/var/lib/pki/$instance" "/var/log/pki/$instance"
-        "/etc/pki/$instance.sysconfig" "/etc/pki/dogtag/tomcat/$instance" /etc/pki/ipabuild-client
-        "/etc/pki/systemd/pki-tomcatd.target.wants/pki-tomcatd@$instance.service")
-    if [ -e "/etc/pki/$instance" ] || [ -e "/var/lib/pki/$instance" ] ||
-        [ -e "/etc/pki/$instance.sysconfig" ]; then
-        # An interrupted init: no marker, so the CA never ran and issued nothing. pkispawn
-        # replaces $base_dn itself (pki_ds_remove_data); the files go here.
-        ipabuild_log "CA instance '$instance' on the volumes never finished initialising" \
-            "(no $marker): removing it and running pkispawn again"
-        rm -rf "${leftovers[@]}"
-    fi
-    dm=$(ipabuild_secret ldap-dm-password)
-    admin=$(ipabuild_secret ca-admin-password)
-    if [ -s "${IPABUILD_SECRETS_DIR:-/run/secrets}/ca-pkcs12-password" ]; then
-        p12=$(ipabuild_secret ca-pkcs12-password)
-    else
-        ipabuild_log "no secret ca-pkcs12-password: the admin's PKCS#12 uses the CA admin password"
-        p12=$admin
-    fi
-    ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
-    # pkispawn adds the CA admin with a password, and IPA's password plugin in ldap
-    # (ipa-pwd-extop) refuses any password until the realm's master key exists: the KDC
-    # creates it before it opens its port. (Upstream installs the CA before the plugin.)
-    ipabuild_wait_tcp "${CA_KDC_HOST:-kdc}" "${CA_KDC_PORT:-8088}" \
-        "the realm's master key, which IPA's password plugin needs for the CA admin"
-
-    # The volume may be empty (Kubernetes) or hold the image's files (podman): add the
-    # shipped /etc/pki files that are missing, and the targets of the image's links.
-    # pkispawn's own steps run as pkiuser: the volume roots must be traversable as on a
-    # normal system (root 0755); they become group 0 g=u at the end.
-    chmod 0755 "${volumes[@]}"
-    cp -an /usr/share/ipabuild/etc-pki/* /etc/pki/
-    mkdir -p /etc/pki/dogtag /etc/pki/systemd/pki-tomcatd.target.wants /etc/pki/ipabuild-client
-    if ! getent hosts "$ca_hostname" >/dev/null; then
-        if printf '127.0.0.1 %s\n' "$ca_hostname" >>/etc/hosts 2>/dev/null; then
-            ipabuild_log "$ca_hostname did not resolve; added it to /etc/hosts for pkispawn"
-        else
-            ipabuild_die "pkispawn must reach the CA as https://$ca_hostname:8443 but" \
-                "$ca_hostname does not resolve (podman: --hostname $ca_hostname)"
-        fi
-    fi
-
-    cfg=$(umask 077; mktemp /tmp/pkispawn.XXXXXX.cfg)
-    sed -e "s|@CA_HOSTNAME@|$(cfg_value "$ca_hostname")|g" \
-        -e "s|@LDAP_HOST@|$(cfg_value "$ldap_host")|g" \
-        -e "s|@LDAP_PORT@|$(cfg_value "$ldap_port")|g" \
-        -e "s|@BASE_DN@|$(cfg_value "$base_dn")|g" \
-        -e "s|@DM_PASSWORD@|$(cfg_value "$dm")|g" \
-        -e "s|@ADMIN_PASSWORD@|$(cfg_value "$admin")|g" \
-        -e "s|@PKCS12_PASSWORD@|$(cfg_value "$p12")|g" \
-        /usr/share/ipabuild/pkispawn.cfg.in >"$cfg"
-    unset dm admin p12
-
-    ipabuild_log "running pkispawn for CA instance '$instance' (database $base_dn on" \
-        "$ldap_host:$ldap_port); this takes about a minute"
-    started=$(date +%s)
-    if ! pkispawn -s CA -f "$cfg" >&2; then
-        rm -f "$cfg"
-        tail -n 50 "/tmp/ipabuild-ca-tomcat-$instance.log" >&2 2>/dev/null || true
-        /usr/local/bin/systemctl stop "pki-tomcatd@$instance.service" || true
-        ipabuild_die "pkispawn failed; its log is under /var/log/pki (pki-ca-spawn.*.log)"
-    fi
-    rm -f "$cfg"
-    /usr/local/bin/systemctl stop "pki-tomcatd@$instance.service"
-    ipabuild_log "pkispawn finished in $(( $(date +%s) - started ))s"
-
-    # Later runs are non-root under any UID with GID 0: group 0 gets the owner's rights.
-    # -h: the instance's links into /usr/share must stay untouched.
-    chgrp -R -h 0 "${volumes[@]}"
-    chmod -R g=u "${volumes[@]}"
-    date -u +%Y-%m-%dT%H:%M:%SZ >"$marker"
-    chgrp 0 "$marker" && chmod 0660 "$marker"
-    ipabuild_log "CA instance '$instance' initialised; start the CA non-root (mode run)"
-}
-
 case ${1:-run} in
     run) mode_run ;;
-    init) mode_init ;;
+    init) exec python3 /usr/local/lib/ipabuild/ca_init.py ;;  # pkispawn (ca_init.py says how)
     -h|--help|help)
         echo "usage: ipabuild-ca [run|init]  (run: the CA, non-root; init: one-time pkispawn, root in a user namespace)" ;;
     *) ipabuild_die "unknown mode '$1' (use run or init)" ;;

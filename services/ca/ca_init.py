@@ -1,0 +1,237 @@
+"""The CA's one-time initialisation (``ipabuild-ca init``): Dogtag's pkispawn.
+
+pkispawn (Dogtag 10.10) refuses to run unless euid is 0, so this step runs as root inside
+a user namespace of its own (podman --uidmap or --userns=auto; Kubernetes hostUsers:
+false), never as host root. Afterwards every file on the three volumes is made usable by
+any UID with GID 0, which is how the CA runs from then on.
+
+Steps, each said in the log:
+
+* nothing to do when the instance is initialised (the marker and CS.cfg exist);
+* an instance on the volumes without the marker is an interrupted init: the CA never ran
+  and issued nothing, so its files are removed (pkispawn replaces the database itself,
+  ``pki_ds_remove_data``) and pkispawn runs again;
+* wait for ldap (the CA's database) and the kdc (IPA's password plugin refuses the CA
+  admin's password until the realm's master key exists);
+* complete the config volume with the image's /etc/pki files;
+* render pkispawn's configuration with the secrets into a 0600 file on tmpfs, deleted
+  afterwards: no password lands in the image or on a volume;
+* pkispawn, then stop the Tomcat it leaves running;
+* group 0 gets the owner's rights on the volumes; the marker is written last.
+
+Usage: ``python3 ca_init.py`` (as root in its own user namespace).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INSTANCE = "pki-tomcat"
+VOLUMES = (Path("/etc/pki"), Path("/var/lib/pki"), Path("/var/log/pki"))
+MARKER = Path("/etc/pki/.ipabuild-initialised")
+CS_CFG = Path(f"/etc/pki/{INSTANCE}/ca/CS.cfg")
+SHIPPED_ETC_PKI = Path("/usr/share/ipabuild/etc-pki")
+CFG_TEMPLATE = Path("/usr/share/ipabuild/pkispawn.cfg.in")
+SECRETS_DIR = Path(os.environ.get("IPABUILD_SECRETS_DIR", "/run/secrets"))
+TOMCAT_LOG = Path(f"/tmp/ipabuild-ca-tomcat-{INSTANCE}.log")
+SYSTEMCTL = "/usr/local/bin/systemctl"
+UNIT = f"pki-tomcatd@{INSTANCE}.service"
+# What pkispawn leaves outside the instance directories (pointed into the /etc/pki
+# volume by the image): its sysconfig, registry, systemd link, and the admin's client db.
+STARTED_SIGNS = (f"/etc/pki/{INSTANCE}", f"/var/lib/pki/{INSTANCE}",
+                 f"/etc/pki/{INSTANCE}.sysconfig")
+LEFTOVERS = (*STARTED_SIGNS, f"/var/log/pki/{INSTANCE}", f"/etc/pki/dogtag/tomcat/{INSTANCE}",
+             "/etc/pki/ipabuild-client",
+             f"/etc/pki/systemd/pki-tomcatd.target.wants/pki-tomcatd@{INSTANCE}.service")
+SLOT = re.compile(r"@[A-Z0-9_]+@")
+
+
+class InitError(Exception):
+    """A step that cannot finish: the message says which and what to do."""
+
+
+def log(message: str) -> None:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(f"{stamp} ipabuild[ca]: {message}", file=sys.stderr, flush=True)
+
+
+def secret(name: str) -> str:
+    path = SECRETS_DIR / name
+    try:
+        value = path.read_text(encoding="utf-8").replace("\n", "")
+    except OSError as exc:
+        raise InitError(f"secret '{name}' missing: mount it as a file at {path} (podman: "
+                        f"--secret {name}; Kubernetes: a Secret volume)") from exc
+    if not value:
+        raise InitError(f"secret '{name}' at {path} is empty")
+    return value
+
+
+def cfg_value(value: str) -> str:
+    """A configparser value: '%' is its interpolation character, a newline would end
+    the value."""
+    if "\n" in value or "\r" in value:
+        raise InitError("a pkispawn value (a password?) holds a line break")
+    return value.replace("%", "%%")
+
+
+def render_cfg(template: str, values: dict[str, str]) -> str:
+    """pkispawn's configuration: the template's @NAME@ slots filled in."""
+    for name, value in values.items():
+        template = template.replace(f"@{name}@", cfg_value(value))
+    missing = sorted({slot for line in template.splitlines() if not line.startswith("#")
+                      for slot in SLOT.findall(line)})
+    if missing:
+        raise InitError(f"pkispawn template slots left unfilled: {', '.join(missing)}")
+    return template
+
+
+def wait_tcp(host: str, port: int, why: str) -> None:
+    """Wait for host:port to accept connections, saying what is awaited and why."""
+    waited = 0
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                log(f"{host}:{port} is up ({why})")
+                return
+        except OSError:
+            if waited % 10 == 0:
+                log(f"waiting for {host}:{port} ({why})")
+            time.sleep(1)
+            waited += 1
+
+
+def initialised() -> bool:
+    return MARKER.exists() and CS_CFG.exists()
+
+
+def remove_interrupted_init() -> None:
+    """An instance without the marker never finished: remove it so pkispawn can start
+    over (it replaces the database itself)."""
+    if not any(Path(p).exists() for p in STARTED_SIGNS):
+        return
+    log(f"CA instance '{INSTANCE}' on the volumes never finished initialising (no "
+        f"{MARKER}): removing it and running pkispawn again")
+    for path in map(Path, LEFTOVERS):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def prepare_volumes(ca_hostname: str) -> None:
+    """The config volume may be empty (Kubernetes) or hold the image's files (podman):
+    add the shipped /etc/pki files that are missing. pkispawn's own steps run as
+    pkiuser, so the volume roots are traversable as on a normal system (0755) until
+    the end."""
+    for volume in VOLUMES:
+        volume.chmod(0o755)
+    subprocess.run(["cp", "-an", *map(str, SHIPPED_ETC_PKI.iterdir()), "/etc/pki/"],
+                   check=True)
+    for directory in ("dogtag", "systemd/pki-tomcatd.target.wants", "ipabuild-client"):
+        (Path("/etc/pki") / directory).mkdir(parents=True, exist_ok=True)
+    try:
+        socket.getaddrinfo(ca_hostname, 8443)
+    except OSError:
+        try:
+            with open("/etc/hosts", "a", encoding="utf-8") as hosts:
+                hosts.write(f"127.0.0.1 {ca_hostname}\n")
+        except OSError as exc:
+            raise InitError(f"pkispawn must reach the CA as https://{ca_hostname}:8443 but "
+                            f"{ca_hostname} does not resolve (podman: --hostname "
+                            f"{ca_hostname})") from exc
+        log(f"{ca_hostname} did not resolve; added it to /etc/hosts for pkispawn")
+
+
+def run_pkispawn(values: dict[str, str]) -> None:
+    """pkispawn with its configuration in a 0600 file on tmpfs, deleted afterwards."""
+    handle, cfg = tempfile.mkstemp(prefix="pkispawn.", suffix=".cfg", dir="/tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(render_cfg(CFG_TEMPLATE.read_text(encoding="utf-8"), values))
+        log(f"running pkispawn for CA instance '{INSTANCE}' (database {values['BASE_DN']} "
+            f"on {values['LDAP_HOST']}:{values['LDAP_PORT']}); this takes about a minute")
+        started = time.monotonic()
+        failed = subprocess.run(["pkispawn", "-s", "CA", "-f", cfg],
+                                stdout=sys.stderr, check=False).returncode != 0
+    finally:
+        os.unlink(cfg)
+    if failed:
+        if TOMCAT_LOG.exists():
+            sys.stderr.writelines(TOMCAT_LOG.read_text(errors="replace").splitlines(True)[-50:])
+        subprocess.run([SYSTEMCTL, "stop", UNIT], check=False)
+        raise InitError("pkispawn failed; its log is under /var/log/pki (pki-ca-spawn.*.log)")
+    subprocess.run([SYSTEMCTL, "stop", UNIT], check=True)
+    log(f"pkispawn finished in {time.monotonic() - started:.0f}s")
+
+
+def hand_over_to_group_zero() -> None:
+    """Later runs are non-root under any UID with GID 0: group 0 gets the owner's
+    rights (-h: the instance's links into /usr/share stay untouched); the marker last."""
+    volumes = list(map(str, VOLUMES))
+    subprocess.run(["chgrp", "-R", "-h", "0", *volumes], check=True)
+    subprocess.run(["chmod", "-R", "g=u", *volumes], check=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    MARKER.write_text(stamp + "\n", encoding="utf-8")
+    os.chown(MARKER, 0, 0)
+    MARKER.chmod(0o660)
+
+
+def init() -> None:
+    os.umask(0o022)
+    if os.geteuid() != 0:
+        raise InitError("init runs pkispawn, which refuses to run unless euid is 0: run this "
+                        "step as root inside a user namespace (podman run --user 0:0 --uidmap "
+                        "0:200000000:65536 --gidmap 0:200000000:65536 ... init; Kubernetes: an "
+                        "init container with hostUsers: false), never as host root; the CA "
+                        "itself then runs non-root")
+    if initialised():
+        log(f"CA instance '{INSTANCE}' already initialised ({MARKER}); nothing to do")
+        return
+    remove_interrupted_init()
+    env = os.environ
+    ldap_host, ldap_port = env.get("CA_LDAP_HOST", "ldap"), env.get("CA_LDAP_PORT", "3389")
+    ca_hostname = env.get("CA_HOSTNAME", "ca")
+    admin = secret("ca-admin-password")
+    if (SECRETS_DIR / "ca-pkcs12-password").exists():
+        p12 = secret("ca-pkcs12-password")
+    else:
+        log("no secret ca-pkcs12-password: the admin's PKCS#12 uses the CA admin password")
+        p12 = admin
+    values = {"CA_HOSTNAME": ca_hostname, "LDAP_HOST": ldap_host, "LDAP_PORT": ldap_port,
+              "BASE_DN": env.get("CA_LDAP_BASE_DN", "o=ipaca"),
+              "DM_PASSWORD": secret("ldap-dm-password"), "ADMIN_PASSWORD": admin,
+              "PKCS12_PASSWORD": p12}
+    base_dn = values["BASE_DN"]
+    wait_tcp(ldap_host, int(ldap_port), f"the CA's database {base_dn} lives in the ldap service")
+    # pkispawn adds the CA admin with a password, and IPA's password plugin in ldap
+    # (ipa-pwd-extop) refuses any password until the realm's master key exists: the KDC
+    # creates it before it opens its port. (Upstream installs the CA before the plugin.)
+    wait_tcp(env.get("CA_KDC_HOST", "kdc"), int(env.get("CA_KDC_PORT", "8088")),
+             "the realm's master key, which IPA's password plugin needs for the CA admin")
+    prepare_volumes(ca_hostname)
+    run_pkispawn(values)
+    hand_over_to_group_zero()
+    log(f"CA instance '{INSTANCE}' initialised; start the CA non-root (mode run)")
+
+
+def main() -> int:
+    try:
+        init()
+    except (InitError, OSError, subprocess.CalledProcessError) as exc:
+        log(f"FATAL: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The CA's init step's own logic (services/ca/ca_init.py), without pkispawn: the
+configuration it renders with the secrets, and what it removes of an interrupted init."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ca_init", ROOT / "services/ca/ca_init.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ca_init = _module()
+TEMPLATE = (ROOT / "services/ca/pkispawn.cfg.j2").read_text()
+
+
+def _values() -> dict[str, str]:
+    return {"CA_HOSTNAME": "ca", "LDAP_HOST": "ldap", "LDAP_PORT": "3389",
+            "BASE_DN": "o=ipaca", "DM_PASSWORD": "dm%pw&|\\x", "ADMIN_PASSWORD": "a",
+            "PKCS12_PASSWORD": "p"}
+
+
+def test_every_slot_of_the_real_template_is_filled_and_percent_escaped() -> None:
+    rendered = ca_init.render_cfg(TEMPLATE, _values())
+    assert "pki_ds_password=dm%%pw&|\\x" in rendered  # configparser's '%' doubled, no more
+    assert "pki_ds_hostname=ldap" in rendered and "pki_hostname=ca" in rendered
+    assert not any(ca_init.SLOT.search(line) for line in rendered.splitlines()
+                   if not line.startswith("#"))
+
+
+def test_a_missing_value_or_a_line_break_is_refused() -> None:
+    values = _values()
+    del values["PKCS12_PASSWORD"]
+    with pytest.raises(ca_init.InitError, match="PKCS12_PASSWORD"):
+        ca_init.render_cfg(TEMPLATE, values)
+    with pytest.raises(ca_init.InitError, match="line break"):
+        ca_init.render_cfg(TEMPLATE, {**_values(), "ADMIN_PASSWORD": "a\nb"})
+
+
+def test_an_interrupted_init_is_removed_and_a_clean_volume_left_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def under(path: str) -> str:
+        return str(tmp_path / path.lstrip("/"))
+    monkeypatch.setattr(ca_init, "STARTED_SIGNS", tuple(map(under, ca_init.STARTED_SIGNS)))
+    monkeypatch.setattr(ca_init, "LEFTOVERS", tuple(map(under, ca_init.LEFTOVERS)))
+    shipped = tmp_path / "etc/pki/pki.conf"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_text("kept")
+    ca_init.remove_interrupted_init()  # nothing started: nothing removed
+    assert shipped.exists()
+    (tmp_path / "var/lib/pki/pki-tomcat/ca").mkdir(parents=True)
+    (tmp_path / "etc/pki/pki-tomcat.sysconfig").write_text("x")
+    (tmp_path / "etc/pki/ipabuild-client").mkdir()
+    ca_init.remove_interrupted_init()
+    assert not any(Path(p).exists() for p in ca_init.LEFTOVERS)
+    assert shipped.read_text() == "kept"

@@ -312,10 +312,6 @@ class Stack:
         self.plans = [replace(plan, ids=ids) for plan in self.plans]
         hosts = self._ensure_network()
         secret_names = self._ensure_secrets(secrets)
-        wanted = {plan.container for plan in self.plans}
-        for stray in self.containers():  # e.g. a service this stack no longer starts
-            if stray.name not in wanted:
-                self._stop(stray)
         for plan in self.plans:
             started = time.monotonic()
             args = plan.create_args(secret_names, hosts)

@@ -5,6 +5,7 @@ Shared by ``probe``, ``verify`` and ``posture`` so that all three look at the sa
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +53,10 @@ def container_facts(client: PodmanClient, name: str) -> ContainerFacts:
                          "see `podman ps` or `ipabuild status`") from exc
     attrs = container.attrs
     pid = int(attrs["State"].get("Pid") or 0)
-    if not pid or attrs["State"].get("Status") != "running":
+    if not pid or attrs["State"].get("Status") != "running" or _exited(container, pid):
         raise IpabuildError(f"container {name!r} is not running (state "
-                            f"{attrs['State'].get('Status')}); start it and probe again")
+                            f"{container.attrs['State'].get('Status')}); start it and probe "
+                            "again")
     if not Path(f"/proc/{pid}").exists():
         raise UsageError(
             f"container {name!r} runs as host PID {pid}, which this PID namespace does not "
@@ -73,6 +75,22 @@ def container_facts(client: PodmanClient, name: str) -> ContainerFacts:
         volumes={m["Name"]: m["Destination"] for m in attrs.get("Mounts") or []
                  if m.get("Type") == "volume" and m.get("Name")},
     )
+
+
+def _exited(container, pid: int, settle: float = 2.0) -> bool:  # type: ignore[no-untyped-def]
+    """True if ``pid`` is gone because the container stopped (podman notices a moment
+    later), False while podman still says it runs as ``pid``: then /proc is another PID
+    namespace's, or the process is alive."""
+    deadline = time.monotonic() + settle
+    while not Path(f"/proc/{pid}").exists():
+        container.reload()
+        state = container.attrs["State"]
+        if state.get("Status") != "running" or int(state.get("Pid") or 0) != pid:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return False
 
 
 def pid_facts(pid: int) -> list[ProcessFacts]:

@@ -282,4 +282,12 @@ class Play:
                     named.append(doc["metadata"]["name"])
             for volume in named:
                 podman("volume", "rm", "-f", volume, check=False)
+        # What a play that failed half-way left (its pods were never registered above):
+        # everything is named after the play.
+        for pod in podman("pod", "ls", "--format", "{{.Name}}").stdout.split():
+            if pod.startswith(f"{self.name}-"):
+                podman("pod", "rm", "-f", pod, check=False)
+        for volume in podman("volume", "ls", "-q").stdout.split():
+            if volume.startswith(f"{self.name}-"):
+                podman("volume", "rm", "-f", volume, check=False)
         podman("network", "rm", "-f", self.network, check=False)

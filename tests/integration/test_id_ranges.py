@@ -93,7 +93,9 @@ def foreign() -> Iterator[str]:
     try:
         yield name
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
+        # -v: the anonymous volumes of the image's VOLUMEs go too
+        subprocess.run(["podman", "rm", "-f", "-v", "-t", "0", name], capture_output=True,
+                       check=False)
 
 
 def _up(root: Path, name: str) -> subprocess.Popen[str]:

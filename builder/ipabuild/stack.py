@@ -446,8 +446,8 @@ class Stack:
             args.pop("cap_drop")
             for secret in args["secrets"]:
                 secret["uid"] = 0
-        with contextlib.suppress(NotFound):
-            self.client.containers.get(args["name"]).remove(force=True)
+        with contextlib.suppress(NotFound):  # left by an interrupted `up`
+            _remove_quietly(self.client.containers.get(args["name"]))
         container = self.client.containers.create(plan.image, **args)
         container.start()
         status = container.wait()
@@ -529,14 +529,19 @@ class Stack:
 
 
 def _remove_quietly(container) -> None:  # type: ignore[no-untyped-def]
-    """Remove a finished container; podman 4.3 sometimes reports its shm busy once."""
-    for _ in range(5):
+    """Remove a finished container; podman 4.3 reports a just-killed container's shm
+    busy for a moment ("unlinkat .../userdata/shm: device or resource busy"), so try
+    for a few seconds; the last failure is raised (a later create would fail on the
+    name with a worse message)."""
+    for attempt in range(10):
         try:
             container.remove(force=True)
             return
         except NotFound:
             return
-        except APIError:
+        except APIError as exc:
+            if attempt == 9:
+                raise api_error(exc, f"removing container {container.name}") from exc
             time.sleep(0.5)
 
 

@@ -30,6 +30,10 @@ def compose_project(built: dict[str, dict]) -> Iterator[str]:
     finally:
         subprocess.run([*COMPOSE, "-p", project, "down", "-v"], capture_output=True,
                        timeout=300, check=False)
+        # `ipabuild secrets --podman` made host-wide podman secrets: none stay behind
+        for secret in (ROOT / ".ipabuild" / "secrets" / "compose").iterdir():
+            subprocess.run(["podman", "secret", "rm", secret.name], capture_output=True,
+                           check=False)
 
 
 def test_compose_file_is_current() -> None:

@@ -16,7 +16,8 @@ Steps, each said in the log:
 * complete the config volume with the image's /etc/pki files;
 * render pkispawn's configuration with the secrets into a 0600 file on tmpfs, deleted
   afterwards: no password lands in the image or on a volume;
-* pkispawn, then stop the Tomcat it leaves running;
+* pkispawn, which leaves its Tomcat stopped (services/ca/patches/0001-...; stopped here
+  too should it not);
 * group 0 gets the owner's rights on the volumes; the marker is written last.
 
 Usage: ``python3 ca_init.py`` (as root in its own user namespace).

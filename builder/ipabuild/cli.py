@@ -125,7 +125,7 @@ def doctor(fix: bool, json_output: bool) -> None:
 def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untyped-def]
                    wanted: str = "", tag: str | None = None,
                    uids: dict[str, int] | None = None):
-    from ipabuild.podman_api import connect
+    from ipabuild.podman_api import another_client, connect
     from ipabuild.spec import load_project, load_services
     from ipabuild.stack import Stack, with_dependencies
 
@@ -145,7 +145,8 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
         load_services(root, project, names)  # unknown names fail clearly here
         services = with_dependencies(load_services(root, project, service_names(root)), names)
     return root, project, services, Stack(client, project, services, name,
-                                          tag or project.image.tag, uids)
+                                          tag or project.image.tag, uids,
+                                          client_factory=another_client)
 
 
 def _service_uids(values: tuple[str, ...]) -> dict[str, int]:

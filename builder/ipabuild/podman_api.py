@@ -82,6 +82,11 @@ def connect(timeout: float = 10.0) -> PodmanClient:
                             "(fix: run `podman system service` and see its errors)")
 
 
+def another_client() -> PodmanClient:
+    """One more client of the API service ``connect`` made sure of: one per thread."""
+    return PodmanClient(base_url=URL)
+
+
 def healthcheck(client: PodmanClient, container: str) -> str:
     """Run the container's healthcheck now; 'healthy', 'unhealthy' or 'none'."""
     return health_report(client, container)[0]

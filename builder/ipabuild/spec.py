@@ -349,6 +349,14 @@ class Resources(StrictModel):
         return self
 
 
+def _list_or_conditions(schema: dict[str, Any]) -> None:
+    """depends_on's JSON Schema names both forms it accepts (see ``_dependency_list``)."""
+    conditions = schema.pop("additionalProperties")
+    schema.pop("type")
+    schema["anyOf"] = [{"type": "array", "items": {"type": "string"}},
+                       {"type": "object", "additionalProperties": conditions}]
+
+
 class Service(StrictModel):
     """One service's declaration. Services are data: no Python knows their names."""
 
@@ -388,7 +396,14 @@ class Service(StrictModel):
     command: list[str] = Field(default_factory=list)
     healthcheck: Healthcheck | None = None
     init: InitStep | None = None
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: dict[str, Literal["healthy", "started"]] = Field(
+        default_factory=dict,
+        description="what `ipabuild up` starts first: a list of services (each must be "
+                    "healthy first), or a mapping service -> healthy | started (started: "
+                    "its container runs, e.g. when the entrypoint waits for it itself); "
+                    "services whose dependencies are met start in parallel",
+        json_schema_extra=_list_or_conditions,
+    )
     exceptions: list[str] = Field(
         default_factory=list,
         description="explicit deviations from the image contract, with the reason",
@@ -408,6 +423,16 @@ class Service(StrictModel):
             raise ValueError(f"{', '.join(unsafe)} is not in Kubernetes' safe sysctl set "
                              f"(Pod Security 'restricted' refuses it); allowed: "
                              + ", ".join(sorted(SAFE_SYSCTLS)))
+        return value
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _dependency_list(cls, value: Any) -> Any:
+        """The list form: each named service must be healthy first."""
+        if isinstance(value, list):
+            if not all(isinstance(name, str) for name in value):
+                raise ValueError("depends_on lists service names")
+            return dict.fromkeys(value, "healthy")
         return value
 
     @field_validator("user")

@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ from ipabuild.podman_api import api_error, health_report, healthcheck, log_tail,
 from ipabuild.resolver import DNS_OPTIONS
 from ipabuild.secrets import SecretFiles
 from ipabuild.spec import Project, Service
+from ipabuild.startgates import StartGates
 
 STACK_LABEL = "io.ipabuild.stack"
 SERVICE_LABEL = "io.ipabuild.service"
@@ -232,12 +234,17 @@ class Stack:
     """A named split stack on this host."""
 
     def __init__(self, client: PodmanClient, project: Project, services: list[Service],
-                 name: str, tag: str, uids: Mapping[str, int] | None = None) -> None:
+                 name: str, tag: str, uids: Mapping[str, int] | None = None,
+                 client_factory: Callable[[], PodmanClient] | None = None) -> None:
         if not STACK_NAME.fullmatch(name):
             raise UsageError(f"invalid stack name {name!r}",
                              "use up to 63 letters, digits, '.', '_' or '-', "
                              "starting with a letter or digit")
-        self.client = client
+        self._client = client
+        # `up` brings services up in threads, each with a client of its own when a
+        # factory is given (a requests session is not meant to be shared by threads).
+        self._client_factory = client_factory
+        self._local = threading.local()
         self.project = project
         self.name = name
         self.tag = tag
@@ -246,6 +253,11 @@ class Stack:
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
                                   project.domain, self.network)
                       for s in dependency_order(services)]
+
+    @property
+    def client(self) -> PodmanClient:
+        """This thread's podman client (see ``_bring_up_when_ready``)."""
+        return getattr(self._local, "client", None) or self._client
 
     # --- queries --------------------------------------------------------------------
 
@@ -312,29 +324,65 @@ class Stack:
         self.plans = [replace(plan, ids=ids) for plan in self.plans]
         hosts = self._ensure_network()
         secret_names = self._ensure_secrets(secrets)
-        for plan in self.plans:
-            started = time.monotonic()
-            args = plan.create_args(secret_names, hosts)
-            digest = config_digest(self.client.images.get(plan.image).id, args)
-            args["labels"][CONFIG_LABEL] = digest
-            if self._keep(plan, digest):
-                report(plan.service.name, "already healthy with this image and "
-                       "configuration: kept")
-                continue
-            self._ensure_volumes(plan)
-            if plan.service.init is not None and not self._init_done(plan):
-                report(plan.service.name, "running its one-time init step")
-                self._run_init(plan, secret_names, hosts)
-                self._mark_init_done(plan)
-            report(plan.service.name, f"starting as UID {plan.runtime_uid}"
-                   + (" in its own user namespace" if plan.in_userns else ""))
-            try:
-                self.client.containers.create(plan.image, **args).start()
-            except APIError as exc:
-                raise api_error(exc, f"starting {plan.service.name}") from exc
-            self._wait_ready(plan)
-            report(plan.service.name, f"healthy after {time.monotonic() - started:.1f}s")
+        gates = StartGates(plan.service.name for plan in self.plans)
+        workers = [threading.Thread(target=self._bring_up_when_ready, daemon=True,
+                                    args=(plan, secret_names, hosts, report, gates),
+                                    name=f"up-{plan.service.name}")
+                   for plan in self.plans]
+        for worker in workers:
+            worker.start()
+        gates.wait_all()
         return self.status()
+
+    def _bring_up_when_ready(self, plan: ServicePlan, secret_names: dict[str, str],
+                             hosts: dict[str, str], report: Reporter,
+                             gates: StartGates) -> None:
+        """One service's thread: wait for its dependencies as its spec says, then bring
+        it up; any failure goes to the gates (the first is what `up` raises)."""
+        if self._client_factory is not None:
+            self._local.client = self._client_factory()
+        try:
+            for dependency, condition in plan.service.depends_on.items():
+                if dependency in gates and not gates.wait(dependency, condition):
+                    return
+            self._bring_up(plan, secret_names, hosts, report, gates)
+        except _Abandoned:
+            pass
+        except BaseException as exc:  # re-raised in the main thread by gates.wait_all
+            gates.fail(exc)
+        finally:
+            if self._client_factory is not None:
+                self._local.client.close()
+                self._local.client = None
+
+    def _bring_up(self, plan: ServicePlan, secret_names: dict[str, str],
+                  hosts: dict[str, str], report: Reporter, gates: StartGates) -> None:
+        started = time.monotonic()
+        name = plan.service.name
+        args = plan.create_args(secret_names, hosts)
+        digest = config_digest(self.client.images.get(plan.image).id, args)
+        args["labels"][CONFIG_LABEL] = digest
+        if self._keep(plan, digest):
+            report(name, "already healthy with this image and configuration: kept")
+            gates.healthy(name)
+            return
+        self._ensure_volumes(plan)
+        if plan.service.init is not None and not self._init_done(plan):
+            report(name, "running its one-time init step")
+            self._run_init(plan, secret_names, hosts)
+            self._mark_init_done(plan)
+        if gates.failed:
+            raise _Abandoned()
+        report(name, f"starting as UID {plan.runtime_uid}"
+               + (" in its own user namespace" if plan.in_userns else ""))
+        try:
+            self.client.containers.create(plan.image, **args).start()
+        except APIError as exc:
+            raise api_error(exc, f"starting {name}") from exc
+        gates.started(name)
+        self._wait_ready(plan, gates)
+        gates.healthy(name)
+        report(name, f"healthy after {time.monotonic() - started:.1f}s")
 
     def _keep(self, plan: ServicePlan, digest: str) -> bool:
         """Keep the service's container if it runs healthy from the same image and
@@ -456,12 +504,14 @@ class Stack:
         if status != 0:
             raise ServiceNotReady(plan.service.name, f"init step exited {status}", logs)
 
-    def _wait_ready(self, plan: ServicePlan) -> None:
+    def _wait_ready(self, plan: ServicePlan, gates: StartGates) -> None:
         check = plan.service.healthcheck
         timeout = (check.start_period if check else 30) + READY_MARGIN
         deadline = time.monotonic() + timeout
         said = ""
         while time.monotonic() < deadline:
+            if gates.failed:
+                raise _Abandoned()
             container = self.client.containers.get(plan.container)
             if container.status not in ("running", "created", "configured"):
                 raise ServiceNotReady(plan.service.name, f"exited ({container.status})",
@@ -526,6 +576,11 @@ class Stack:
         with contextlib.suppress(APIError, ValueError):
             container.stop(timeout=STOP_GRACE_SECONDS)
         _remove_quietly(container)
+
+
+class _Abandoned(Exception):
+    """Another service failed first: this one's thread stops waiting (that failure is
+    what `up` reports; this container is left as it is, like the others)."""
 
 
 def _remove_quietly(container) -> None:  # type: ignore[no-untyped-def]

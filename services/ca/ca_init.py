@@ -162,7 +162,9 @@ def run_pkispawn(values: dict[str, str]) -> None:
         log(f"running pkispawn for CA instance '{INSTANCE}' (database {values['BASE_DN']} "
             f"on {values['LDAP_HOST']}:{values['LDAP_PORT']}); this takes about a minute")
         started = time.monotonic()
-        failed = subprocess.run(["pkispawn", "-s", "CA", "-f", cfg],
+        # -v: each step in the log with its time (no secret is logged at this level),
+        # so a slow or failing step shows in `podman logs` and in `ipabuild up`'s error.
+        failed = subprocess.run(["pkispawn", "-v", "-s", "CA", "-f", cfg],
                                 stdout=sys.stderr, check=False).returncode != 0
     finally:
         os.unlink(cfg)

@@ -39,6 +39,11 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
+def _timeline(stderr: str) -> str:
+    """`ipabuild up`'s own progress lines (when each service started, became healthy)."""
+    return "\n".join(f"    {line}" for line in stderr.splitlines() if line.startswith("["))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="benchstack")
@@ -51,9 +56,11 @@ def main() -> int:
             print(result.stderr[-3000:], file=sys.stderr)
             return 1
         print(f"first up on empty volumes until all healthy: {seconds:.1f} s")
+        print(_timeline(result.stderr))
         ipabuild("down", "--name", name)
         seconds, result = ipabuild("up", "--name", name)
         print(f"up on existing volumes until all healthy:    {seconds:.1f} s")
+        print(_timeline(result.stderr))
         time.sleep(10)
         _, status = ipabuild("status", "--name", name, "--json")
         total = 0

@@ -11,8 +11,8 @@ Steps, each said in the log:
 * an instance on the volumes without the marker is an interrupted init: the CA never ran
   and issued nothing, so its files are removed (pkispawn replaces the database itself,
   ``pki_ds_remove_data``) and pkispawn runs again;
-* wait for ldap (the CA's database) and the kdc (IPA's password plugin refuses the CA
-  admin's password until the realm's master key exists);
+* wait for ldap (the CA's database) and the realm's master key, which the kdc creates
+  (IPA's password plugin refuses the CA admin's password until it exists);
 * complete the config volume with the image's /etc/pki files;
 * render pkispawn's configuration with the secrets into a 0600 file on tmpfs, deleted
   afterwards: no password lands in the image or on a volume;
@@ -109,6 +109,39 @@ def wait_tcp(host: str, port: int, why: str) -> None:
                 log(f"waiting for {host}:{port} ({why})")
             time.sleep(1)
             waited += 1
+
+
+def wait_master_key(uri: str, dm_password: str, realm: str, suffix: str) -> None:
+    """Wait until the realm entry holds its master key (krbMKey): the kdc writes it when
+    it creates the realm, seconds before its own port opens."""
+    import ldap  # python3-ldap, which pkispawn itself needs
+
+    if not realm or not suffix:
+        raise InitError("IPA_REALM and IPA_SUFFIX must be set (the image sets them)")
+    dn = f"cn={realm},cn=kerberos,{suffix}"
+    why = f"the realm's master key at {dn}, which IPA's password plugin needs for the CA admin"
+    tries = 0
+    while True:
+        try:
+            connection = ldap.initialize(uri)
+            try:
+                connection.simple_bind_s("cn=Directory Manager", dm_password)
+                if connection.search_s(dn, ldap.SCOPE_BASE, "(krbMKey=*)", ["cn"]):
+                    log(f"found {why} (the kdc made it)")
+                    return
+            finally:
+                connection.unbind_s()
+        except ldap.NO_SUCH_OBJECT:
+            pass
+        except ldap.INVALID_CREDENTIALS as exc:
+            raise InitError(f"the ldap service refuses the secret ldap-dm-password as "
+                            f"cn=Directory Manager at {uri}: give both the same secret") from exc
+        except ldap.LDAPError:
+            pass  # the directory restarting: try again
+        if tries % 20 == 0:
+            log(f"waiting for {why}")
+        time.sleep(0.5)
+        tries += 1
 
 
 def initialised() -> bool:
@@ -217,10 +250,10 @@ def init() -> None:
     base_dn = values["BASE_DN"]
     wait_tcp(ldap_host, int(ldap_port), f"the CA's database {base_dn} lives in the ldap service")
     # pkispawn adds the CA admin with a password, and IPA's password plugin in ldap
-    # (ipa-pwd-extop) refuses any password until the realm's master key exists: the KDC
-    # creates it before it opens its port. (Upstream installs the CA before the plugin.)
-    wait_tcp(env.get("CA_KDC_HOST", "kdc"), int(env.get("CA_KDC_PORT", "8088")),
-             "the realm's master key, which IPA's password plugin needs for the CA admin")
+    # (ipa-pwd-extop) refuses any password until the realm's master key exists: the kdc
+    # creates it first thing on a fresh stack. (Upstream installs the CA before the plugin.)
+    wait_master_key(f"ldap://{ldap_host}:{ldap_port}", values["DM_PASSWORD"],
+                    env.get("IPA_REALM", ""), env.get("IPA_SUFFIX", ""))
     prepare_volumes(ca_hostname)
     run_pkispawn(values)
     hand_over_to_group_zero()

@@ -4,6 +4,8 @@ configuration it renders with the secrets, and what it removes of an interrupted
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 from pathlib import Path
 from types import ModuleType
 
@@ -64,3 +66,67 @@ def test_an_interrupted_init_is_removed_and_a_clean_volume_left_alone(
     ca_init.remove_interrupted_init()
     assert not any(Path(p).exists() for p in ca_init.LEFTOVERS)
     assert shipped.read_text() == "kept"
+
+
+class _FakeLdap(types.ModuleType):
+    """python-ldap as wait_master_key uses it: each connection answers with the next of
+    ``answers`` (an exception class to raise, or the search result)."""
+
+    SCOPE_BASE = 0
+
+    class LDAPError(Exception):
+        pass
+
+    class NO_SUCH_OBJECT(LDAPError):  # python-ldap's name
+        pass
+
+    class INVALID_CREDENTIALS(LDAPError):  # python-ldap's name
+        pass
+
+    class SERVER_DOWN(LDAPError):  # python-ldap's name
+        pass
+
+    def __init__(self, answers: list[object]) -> None:
+        super().__init__("ldap")
+        self.answers = answers
+        self.searched: list[tuple[str, str]] = []
+
+    def initialize(self, uri: str) -> object:
+        fake = self
+
+        class Connection:
+            def simple_bind_s(self, who: str, password: str) -> None:
+                answer = fake.answers[0]
+                if answer is fake.INVALID_CREDENTIALS:
+                    raise fake.INVALID_CREDENTIALS()
+
+            def search_s(self, base: str, scope: int, filterstr: str, attrs: list[str]) -> object:
+                fake.searched.append((base, filterstr))
+                answer = fake.answers.pop(0)
+                if isinstance(answer, type):
+                    raise answer()
+                return answer
+
+            def unbind_s(self) -> None:
+                pass
+
+        return Connection()
+
+
+def test_the_init_waits_until_the_realm_entry_holds_its_master_key(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeLdap([_FakeLdap.SERVER_DOWN, _FakeLdap.NO_SUCH_OBJECT, [],
+                      [("cn=EXAMPLE.TEST,cn=kerberos,dc=example,dc=test", {})]])
+    monkeypatch.setitem(sys.modules, "ldap", fake)
+    monkeypatch.setattr(ca_init.time, "sleep", lambda seconds: None)
+    ca_init.wait_master_key("ldap://ldap:3389", "pw", "EXAMPLE.TEST", "dc=example,dc=test")
+    assert fake.answers == []  # asked until the key was there, and no longer
+    assert fake.searched[-1] == ("cn=EXAMPLE.TEST,cn=kerberos,dc=example,dc=test",
+                                 "(krbMKey=*)")
+
+
+def test_a_wrong_directory_manager_secret_is_a_clear_error_not_a_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ldap", _FakeLdap([_FakeLdap.INVALID_CREDENTIALS]))
+    with pytest.raises(ca_init.InitError, match="ldap-dm-password"):
+        ca_init.wait_master_key("ldap://ldap:3389", "pw", "EXAMPLE.TEST", "dc=example,dc=test")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,7 @@ from typing import Literal
 from ipabuild import buildah
 from ipabuild.commands import run
 from ipabuild.errors import RegistryUnavailable
-from ipabuild.imagestore import inspect_image
+from ipabuild.imagestore import ImageInfo, inspect_image
 from ipabuild.spec import Base, Bootstrap, Project
 
 BaseAction = Literal["present", "bootstrapped", "pulled", "unresolved"]
@@ -64,11 +65,13 @@ def mmdebstrap_argv(bootstrap: Bootstrap, target: Path) -> list[str]:
     return argv + mirrors
 
 
-def resolve_base(project: Project, family: str, name: str, *, create: bool) -> ResolvedBase:
-    """Find the base locally; bootstrap or pull it when ``create`` and it is missing."""
+def resolve_base(project: Project, family: str, name: str, *, create: bool,
+                 known: Mapping[str, ImageInfo] | None = None) -> ResolvedBase:
+    """Find the base locally; bootstrap or pull it when ``create`` and it is missing.
+    ``known``: images already inspected (``inspect_images``), absent ones included."""
     base: Base = project.families[family].bases[name]
     reference = base_reference(project, family, name)
-    info = inspect_image(reference)
+    info = known.get(reference) if known is not None else inspect_image(reference)
     if info is not None:
         return ResolvedBase(family, name, reference, info.image_id, "present")
     if not create:

@@ -34,7 +34,7 @@ from typing import Literal
 from ipabuild import buildah
 from ipabuild.bases import ResolvedBase, base_reference, resolve_base
 from ipabuild.errors import ConfigError, IpabuildError, UsageError
-from ipabuild.imagestore import inspect_image, remove_if_dangling
+from ipabuild.imagestore import ImageInfo, inspect_image, inspect_images, remove_if_dangling
 from ipabuild.locks import held, images_lock
 from ipabuild.ordering import topological
 from ipabuild.registry import default_tls_verify
@@ -167,6 +167,8 @@ class ImageBuilder:
         # a parallel build pulls layers from under that build's cache lookup ("checking
         # if cached image exists from a previous build: ... layer not known", measured).
         self._superseded: list[str] = []
+        # The images of this run as they were before it (each is built at most once).
+        self._before: dict[str, ImageInfo] = {}
 
     def run(self, services: list[Service]) -> list[ImageResult]:
         """Build (or render) ``services``; returns one result per service, in order."""
@@ -183,7 +185,12 @@ class ImageBuilder:
             return self._build_all(stages, others)
 
     def _build_all(self, stages: list[Service], others: list[Service]) -> list[ImageResult]:
-        bases = self._resolve_bases(stages + others)
+        services = stages + others
+        base_refs = {base_reference(self.project, self.options.family,
+                                    s.families[self.options.family].base) for s in services}
+        self._before = inspect_images([*sorted(base_refs), *(
+            image_name(self.project, s.name, self.options.tag) for s in services)])
+        bases = self._resolve_bases(services)
         refs: dict[str, str] = {}
         results: list[ImageResult] = []
         for stage in stages:  # serially: a stage is the heaviest build there is
@@ -242,7 +249,8 @@ class ImageBuilder:
             if base in resolved:
                 continue
             started = time.monotonic()
-            result = resolve_base(self.project, self.options.family, base, create=True)
+            result = resolve_base(self.project, self.options.family, base, create=True,
+                                  known=self._before)
             if result.action != "present":
                 self.report(f"base:{base}",
                             f"{result.action} {result.reference} "
@@ -258,7 +266,7 @@ class ImageBuilder:
                                      base.reference, stage_refs=refs,
                                      wheel_source=self._fetch_wheel)
             key = cache_key(context, base.image_id)
-            existing = inspect_image(name)
+            existing = self._before.get(name)
             if (existing is not None and not self.options.no_cache
                     and existing.labels.get(CACHE_LABEL) == key):
                 result = ImageResult(service.name, name, "cached", existing.image_id,

@@ -7,6 +7,7 @@ in one call; buildah's JSON gives a human-readable size only.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ipabuild.commands import run
@@ -31,7 +32,34 @@ def inspect_image(name: str) -> ImageInfo | None:
     result = run([PODMAN, "image", "inspect", name], check=False)
     if not result.succeeded:
         return None
-    data = json.loads(result.stdout)[0]
+    return _info(name, json.loads(result.stdout)[0])
+
+
+def inspect_images(names: Iterable[str]) -> dict[str, ImageInfo]:
+    """Those of ``names`` that exist locally, from one ``podman image inspect``.
+
+    Why: a no-op ``ipabuild images`` asks about every image it would build; one call for
+    all of them instead of one each (~60 ms apiece here) keeps it under a second. podman
+    prints the images it found and exits 125 when some are missing.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return {}
+    result = run([PODMAN, "image", "inspect", *wanted], check=False)
+    try:
+        documents = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError:
+        return {}
+    found: dict[str, ImageInfo] = {}
+    for data in documents:
+        known_as = {*(data.get("RepoTags") or []), data.get("Id", "")}
+        for name in wanted:
+            if name in known_as:
+                found[name] = _info(name, data)
+    return found
+
+
+def _info(name: str, data: dict) -> ImageInfo:  # type: ignore[type-arg]
     config = data.get("Config") or {}
     return ImageInfo(name, data["Id"], config.get("Labels") or {}, int(data.get("Size", 0)),
                      config.get("User", ""), config)

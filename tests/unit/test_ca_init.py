@@ -3,26 +3,14 @@ configuration it renders with the secrets, and what it removes of an interrupted
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from service_modules import ROOT, load
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ca_init", ROOT / "services/ca/ca_init.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ca_init = _module()
+ca_init = load("services/ca/ca_init.py")
 TEMPLATE = (ROOT / "services/ca/pkispawn.cfg.j2").read_text()
 
 

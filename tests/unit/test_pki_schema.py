@@ -4,24 +4,12 @@ and loaded by pkispawn in every stack the integration tests start."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from service_modules import load
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pki_schema", ROOT / "services/ca/pki_schema.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pki_schema = _module()
+pki_schema = load("services/ca/pki_schema.py")
 
 DOGTAG_LIKE = """\
 dn: cn=schema

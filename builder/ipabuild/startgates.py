@@ -3,7 +3,7 @@ asks (``depends_on``: healthy, or only started), so services that do not wait fo
 other come up in parallel.
 
 Why: a stack's first start is dominated by the CA's one-time init, which need not wait
-for the KDC to be healthy (it waits for the KDC's port itself); on a restart the API
+for the KDC to be healthy (it waits itself for the realm's master key); on a restart the API
 need not wait for the CA's Tomcat (its certificates are already in the directory). Run
 in turn, those waits added up to ~10 s of every ``up`` here (docs/performance.md).
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import click
 
 from ipabuild import __version__
-from ipabuild.errors import IpabuildError, UsageError
+from ipabuild.core.errors import IpabuildError, UsageError
 
 
 def _root(root: str | None) -> Path:
-    from ipabuild.spec import find_root
+    from ipabuild.spec.load import find_root
 
     return Path(root).resolve() if root else find_root(Path.cwd())
 
@@ -67,10 +67,12 @@ def images(ctx: click.Context, services: str, family: str | None, tag: str | Non
     pulled are bootstrapped with mmdebstrap. Exit status: 0 all images ready, 1 a
     build or push failed (the others are still reported), 2 a spec error.
     """
-    from ipabuild.build import BuildOptions, ImageBuilder
-    from ipabuild.progress import reporter, summary_table
-    from ipabuild.spec import load_project, load_services
-    from ipabuild.tables import print_table
+    from ipabuild.build.images import ImageBuilder
+    from ipabuild.build.results import BuildOptions
+    from ipabuild.build.summary import summary_table
+    from ipabuild.core.progress import reporter
+    from ipabuild.core.tables import print_table
+    from ipabuild.spec.load import load_project, load_services
 
     try:
         root = _root(ctx.obj["root"])
@@ -111,8 +113,8 @@ def doctor(fix: bool, json_output: bool) -> None:
     podman sets, the `containers` sub-ID ranges for user namespaces and a kustomize
     (kubectl, kustomize or oc). Exit status 1 when a required check fails.
     """
+    from ipabuild.core.tables import print_table
     from ipabuild.doctor import render_report, run_checks
-    from ipabuild.tables import print_table
 
     checks = run_checks(fix=fix)
     if json_output:
@@ -125,9 +127,10 @@ def doctor(fix: bool, json_output: bool) -> None:
 def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untyped-def]
                    wanted: str = "", tag: str | None = None,
                    uids: dict[str, int] | None = None):
-    from ipabuild.podman_api import another_client, connect
-    from ipabuild.spec import load_project, load_services
-    from ipabuild.stack import Stack, with_dependencies
+    from ipabuild.spec.load import load_project, load_services
+    from ipabuild.spec.ordering import with_dependencies
+    from ipabuild.stack.podman_api import another_client, connect
+    from ipabuild.stack.stack import Stack
 
     root = _root(root_option)
     project = load_project(root)
@@ -139,7 +142,7 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
         wanted = ",".join(sorted({c.labels.get("io.ipabuild.service", "") for c in running
                                   if c.labels.get("io.ipabuild.mode") == "monolithic"}))
     if wanted:
-        from ipabuild.spec import service_names
+        from ipabuild.spec.load import service_names
 
         names = [w.strip() for w in wanted.split(",") if w.strip()]
         load_services(root, project, names)  # unknown names fail clearly here
@@ -163,7 +166,7 @@ def _service_uids(values: tuple[str, ...]) -> dict[str, int]:
 
 def _client_mount(spec: str) -> str:
     """HOST:PATH[:ro] with HOST made absolute; a missing host path is a usage error."""
-    from ipabuild.errors import UsageError
+    from ipabuild.core.errors import UsageError
 
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/") or (
@@ -208,9 +211,9 @@ def client(ctx: click.Context, name: str, ca_file: str | None, volumes: tuple[st
     """
     import os
 
-    from ipabuild.clientrun import client_service, plan_client_run
-    from ipabuild.errors import UsageError
-    from ipabuild.spec import load_project, load_services, service_names
+    from ipabuild.core.errors import UsageError
+    from ipabuild.spec.load import load_project, load_services, service_names
+    from ipabuild.stack.client import client_service, plan_client_run
 
     try:
         root = _root(ctx.obj["root"])
@@ -255,8 +258,8 @@ def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> 
     passwords: every secret a service spec declares. They reach containers as mounted
     files (podman secrets, Kubernetes Secret volumes), never as environment variables.
     """
-    from ipabuild.secrets import ensure_secrets, secret_names, secrets_dir
-    from ipabuild.spec import load_project, load_services
+    from ipabuild.spec.load import load_project, load_services
+    from ipabuild.stack.secrets import ensure_secrets, secret_names, secrets_dir
 
     try:
         root = _root(ctx.obj["root"])
@@ -264,7 +267,7 @@ def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> 
         directory = Path(out) if out else secrets_dir(root, name)
         files = ensure_secrets(directory, secret_names(services))
         if to_podman:
-            from ipabuild.podman_api import connect, store_secrets
+            from ipabuild.stack.podman_api import connect, store_secrets
 
             store_secrets(connect(), {n: files.path(n) for n in files.names})
     except IpabuildError as exc:
@@ -302,8 +305,8 @@ def up(ctx: click.Context, name: str, mode: str, wanted: str, tag: str | None,
     Secrets are created first if absent (see `ipabuild secrets`). Volumes persist
     across `down`/`up`.
     """
-    from ipabuild.progress import PlainReporter
-    from ipabuild.secrets import ensure_secrets, secret_names, secrets_dir
+    from ipabuild.core.progress import PlainReporter
+    from ipabuild.stack.secrets import ensure_secrets, secret_names, secrets_dir
 
     try:
         if mode == "monolithic":
@@ -356,8 +359,8 @@ def down(ctx: click.Context, name: str, volumes: bool) -> None:
 def _print_status(rows: list, json_output: bool) -> None:  # type: ignore[type-arg]
     from dataclasses import asdict
 
-    from ipabuild.stackview import status_table
-    from ipabuild.tables import print_table
+    from ipabuild.core.tables import print_table
+    from ipabuild.stack.view import status_table
 
     if json_output:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
@@ -371,8 +374,8 @@ def _print_status(rows: list, json_output: bool) -> None:  # type: ignore[type-a
 @click.pass_context
 def compose(ctx: click.Context, check: bool) -> None:
     """Write compose/compose.yaml (the split stack for podman-compose) from the specs."""
-    from ipabuild.compose import COMPOSE_FILE, render_compose, write_compose
-    from ipabuild.spec import load_project, load_services
+    from ipabuild.emit.compose import COMPOSE_FILE, render_compose, write_compose
+    from ipabuild.spec.load import load_project, load_services
 
     try:
         root = _root(ctx.obj["root"])
@@ -403,15 +406,15 @@ def probe(target: str, json_output: bool) -> None:
     host and inside, uid_map/gid_map, whether the user namespace is the host's, CapEff
     decoded, NoNewPrivs and seccomp. Rows root on the host are shown in red.
     """
-    from ipabuild.probe import probe_table
-    from ipabuild.tables import print_table
-    from ipabuild.targets import container_facts, pid_facts
+    from ipabuild.core.tables import print_table
+    from ipabuild.proof.probe import probe_table
+    from ipabuild.proof.targets import container_facts, pid_facts
 
     try:
         if target.isdigit():
             processes, title = pid_facts(int(target)), f"PID {target}"
         else:
-            from ipabuild.podman_api import connect
+            from ipabuild.stack.podman_api import connect
 
             facts = container_facts(connect(), target)
             processes, title = facts.processes, f"container {facts.name}"
@@ -441,7 +444,7 @@ def verify(name: str | None, mode: str | None, pytest_args: tuple[str, ...]) -> 
     each stack's uid_map/gid_map ranges disjoint from every other container's.
     Exit status 1 names the offending process. Extra arguments go to pytest.
     """
-    from ipabuild.verify import verify as run_verify
+    from ipabuild.proof.verify import verify as run_verify
 
     try:
         status_code = run_verify(name, mode, list(pytest_args))
@@ -479,11 +482,11 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
     install 'ipabuild[scan]'`), each a documented exception
     (services/common/scanner-exceptions.yaml) or unexplained.
     """
-    from ipabuild.blastprobe import measure
-    from ipabuild.blastradius import matrix_notes, matrix_table, reach_notes, reach_table
-    from ipabuild.checkov import find_checkov
-    from ipabuild.podman_api import connect
-    from ipabuild.posture import (
+    from ipabuild.core.tables import print_table
+    from ipabuild.proof.blastprobe import measure
+    from ipabuild.proof.blastradius import matrix_notes, matrix_table, reach_notes, reach_table
+    from ipabuild.proof.checkov import find_checkov
+    from ipabuild.proof.posture import (
         OVERLAY_OF_MODE,
         container_posture,
         posture_table,
@@ -491,16 +494,16 @@ def posture(ctx: click.Context, modes: str, name: str | None, json_output: bool,
         report_json,
         with_network_policies,
     )
-    from ipabuild.scan import (
+    from ipabuild.proof.scan import (
         OVERLAYS_OF_MODE,
         findings_notes,
         findings_table,
         render_overlays,
         scan,
     )
-    from ipabuild.spec import load_project, load_services
-    from ipabuild.tables import print_table
-    from ipabuild.targets import stack_containers
+    from ipabuild.proof.targets import stack_containers
+    from ipabuild.spec.load import load_project, load_services
+    from ipabuild.stack.podman_api import connect
 
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = sorted(set(wanted) - set(OVERLAY_OF_MODE))
@@ -564,7 +567,7 @@ def schema(kind: str) -> None:
     Point an editor's YAML language server at it for completion and checks; the same
     files are committed under docs/schema/.
     """
-    from ipabuild.spec import json_schema
+    from ipabuild.spec.load import json_schema
 
     click.echo(json.dumps(json_schema(kind), indent=2, sort_keys=True))
 
@@ -604,16 +607,17 @@ def manifests(ctx: click.Context, check: bool, registry: str | None, tag: str | 
     pushed. Exit status: 0 written or current, 1 --check found differences, 2 a spec
     manifests cannot express, or a digest that cannot be had.
     """
-    from ipabuild.emit import (
+    from ipabuild.build.registry import check_digest, push_digests, registry_digests
+    from ipabuild.emit.manifests.monolith import DEFAULT_TAG as MONOLITH_TAG
+    from ipabuild.emit.tree import (
         KUSTOMIZE_DIR,
         ManifestOptions,
         check_manifests,
         render_manifests,
         write_manifests,
     )
-    from ipabuild.manifests.monolith import DEFAULT_TAG as MONOLITH_TAG
-    from ipabuild.registry import check_digest, push_digests, registry_digests
-    from ipabuild.spec import load_project, load_services, namespace_problem
+    from ipabuild.spec.load import load_project, load_services
+    from ipabuild.spec.model import namespace_problem
 
     try:
         root = _root(ctx.obj["root"])

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ipabuild.commands import run, which
-from ipabuild.tables import new_table
+from ipabuild.core.commands import run, which
+from ipabuild.core.tables import new_table
 
 # Executable -> Debian package that provides it.
 TOOLS: dict[str, str] = {
@@ -196,7 +196,7 @@ def check_systemd(_fix: bool) -> Check:
 
 
 def check_secret_records(fix: bool) -> Check:
-    from ipabuild.secretrecords import broken_records, drop_records
+    from ipabuild.stack.secretrecords import broken_records, drop_records
 
     broken = broken_records()
     fixed = False

@@ -46,11 +46,11 @@ from typing import Any
 
 import yaml
 
-from ipabuild import kustomize
-from ipabuild.emit import ManifestOptions, render_manifests
-from ipabuild.resolver import DNS_OPTIONS
-from ipabuild.spec import load_project, load_services
-from ipabuild.stack import service_addresses
+from ipabuild.core.resolver import DNS_OPTIONS
+from ipabuild.emit import kustomize
+from ipabuild.emit.tree import ManifestOptions, render_manifests
+from ipabuild.spec.load import load_project, load_services
+from ipabuild.stack.stack import service_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("StatefulSet", "Deployment")
@@ -154,7 +154,7 @@ def playable(objects: list[dict[str, Any]], wanted: str, prefix: str,
         _project_secrets(pod, secrets, secret_dir)
         _own_empty_dirs(pod, f"{prefix}-{wanted}")
         # aardvark-dns drops queries while a container joins the network (see
-        # ipabuild/resolver.py): short resolver timeouts, as `ipabuild up` sets them.
+        # ipabuild/core/resolver.py): short resolver timeouts, as `ipabuild up` sets them.
         pod["dnsConfig"] = {"options": [{"name": name, "value": value} for name, value in
                                         (o.split(":") for o in DNS_OPTIONS)]}
         for container in pod["containers"]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ipabuild.spec import load_project, load_service
+from ipabuild.spec.load import load_project, load_service
 from tests.integration.conftest import ROOT, SERVICES
 from tests.integration.layers import layer_tarballs, secret_files, setid_files
 from tests.integration.podman_cli import image_config

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ipabuild.idranges import UID_POOL, USERNS_SIZE, legacy_uid, legacy_userns_base
+from ipabuild.core.hostids import USERNS_SIZE, legacy_uid, legacy_userns_base
+from ipabuild.stack.idranges import UID_POOL
 from tests.integration.conftest import ROOT, ipabuild
 from tests.integration.podman_cli import sh
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ipabuild.spec import load_project, load_services
-from ipabuild.stack import dependency_order
+from ipabuild.spec.load import load_project, load_services
+from ipabuild.spec.ordering import dependency_order
 from tests.integration import kubeplay
 from tests.integration.conftest import ipabuild
 from tests.integration.kubeplay import Play, podman

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ipabuild import kustomize
-from ipabuild.manifests.pss import pod_spec
+from ipabuild.emit import kustomize
+from ipabuild.emit.manifests.pss import pod_spec
 from tests.integration.conftest import ipabuild
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ipabuild import posture
-from ipabuild.blastradius import Matrix
+from ipabuild.proof import posture
+from ipabuild.proof.blastradius import Matrix
 from tests.unit.test_blastradius import _split
 
 

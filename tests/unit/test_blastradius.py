@@ -16,9 +16,19 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from ipabuild import blastprobe
-from ipabuild.blastprobe import PROBE_SCRIPT, columns_for, daemons_of, discover, measure, probe
-from ipabuild.blastradius import (
+from ipabuild.core.commands import CommandResult
+from ipabuild.core.procfacts import IdRange, ProcessFacts
+from ipabuild.core.tables import print_table
+from ipabuild.proof import blastprobe
+from ipabuild.proof.blastprobe import (
+    PROBE_SCRIPT,
+    columns_for,
+    daemons_of,
+    discover,
+    measure,
+    probe,
+)
+from ipabuild.proof.blastradius import (
     CONNECT,
     KEY,
     NONE,
@@ -37,11 +47,8 @@ from ipabuild.blastradius import (
     reach_table,
     summary,
 )
-from ipabuild.commands import CommandResult
-from ipabuild.procfacts import IdRange, ProcessFacts
-from ipabuild.spec import Service
-from ipabuild.tables import print_table
-from ipabuild.targets import ContainerFacts
+from ipabuild.proof.targets import ContainerFacts
+from ipabuild.spec.model import Service
 
 NO_PID = 2**22 + 1  # above pid_max: no /proc entry, nothing measured from it
 IDENTITY = [IdRange(0, 0, 2**32 - 1)]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from ipabuild.compose import COMPOSE_FILE, compose_document, render_compose
-from ipabuild.spec import load_project, load_services
+from ipabuild.emit.compose import COMPOSE_FILE, compose_document, render_compose
+from ipabuild.spec.load import load_project, load_services
 
 ROOT = Path(__file__).resolve().parents[2]
 

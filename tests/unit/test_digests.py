@@ -12,13 +12,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from ipabuild import build, kustomize, registry
-from ipabuild.build import BuildOptions, ImageBuilder, ImageResult
+from ipabuild.build import buildah, registry
+from ipabuild.build.push import push_image
+from ipabuild.build.results import ImageResult
 from ipabuild.cli import main
-from ipabuild.commands import CommandResult
-from ipabuild.errors import UsageError
-from ipabuild.manifests.pss import pod_spec
-from ipabuild.spec import load_project, load_services
+from ipabuild.core.commands import CommandResult
+from ipabuild.core.errors import UsageError
+from ipabuild.emit import kustomize
+from ipabuild.emit.manifests.pss import pod_spec
+from ipabuild.spec.load import load_project, load_services
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = "127.0.0.1:5000/ipa"
@@ -163,12 +165,9 @@ def test_a_push_records_the_digest_buildah_wrote(monkeypatch: pytest.MonkeyPatch
         digest_file.write_text(_digest("kdc") + "\n")
         return CommandResult(["buildah", "push"], 0, "", "")
 
-    monkeypatch.setattr(build.buildah, "push", push)
-    project = load_project(ROOT)
-    builder = ImageBuilder(ROOT, project, BuildOptions("debian", "t1", push=REGISTRY),
-                           lambda _s, _m: None, tmp_path)
+    monkeypatch.setattr(buildah, "push", push)
     result = ImageResult("kdc", "localhost/ipabuild/kdc:t1", "cached")
-    builder._push(result)
+    push_image(result, REGISTRY, "t1", None, lambda _s, _m: None)
     assert calls == [["localhost/ipabuild/kdc:t1", f"docker://{REGISTRY}/kdc:t1", "False"]]
     assert result.pushed_to == f"docker://{REGISTRY}/kdc:t1"
     assert result.to_json()["digest"] == _digest("kdc")

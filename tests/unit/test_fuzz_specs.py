@@ -26,10 +26,11 @@ import pytest
 from click.testing import CliRunner
 
 from ipabuild.cli import main
-from ipabuild.errors import ConfigError, IpabuildError
-from ipabuild.spec import Project, load_common_files, load_project, load_service, service_names
-from ipabuild.textsource import MAX_BYTES, TemplateLoader
-from ipabuild.yamlsource import MAX_DEPTH, MAX_NODES, load_yaml
+from ipabuild.core.errors import ConfigError, IpabuildError
+from ipabuild.core.textsource import MAX_BYTES, TemplateLoader
+from ipabuild.core.yamlsource import MAX_DEPTH, MAX_NODES, load_yaml
+from ipabuild.spec.load import load_common_files, load_project, load_service, service_names
+from ipabuild.spec.model import Project
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("IPABUILD_FUZZ_SEED", "10"))
@@ -351,12 +352,11 @@ def test_mutated_specs_never_escape_as_tracebacks(tree: Tree) -> None:
 @pytest.fixture
 def offline_wheels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`images --render-only` never downloads: a pinned wheel is a placeholder file."""
-    from ipabuild import build
+    from ipabuild.build.image import ImageMaker
 
-    if hasattr(build.ImageBuilder, "_fetch_wheel"):
-        placeholder = tmp_path / "placeholder-0-py3-none-any.whl"
-        placeholder.write_bytes(b"not a wheel")
-        monkeypatch.setattr(build.ImageBuilder, "_fetch_wheel", lambda self, wheel: placeholder)
+    placeholder = tmp_path / "placeholder-0-py3-none-any.whl"
+    placeholder.write_bytes(b"not a wheel")
+    monkeypatch.setattr(ImageMaker, "_fetch_wheel", lambda self, wheel: placeholder)
 
 
 COMMANDS = [["images", "--render-only", "{out}", "--quiet"], ["manifests", "--check"],

@@ -12,17 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from ipabuild import locks
-from ipabuild.errors import IpabuildError, UsageError
-from ipabuild.idranges import (
+from ipabuild.core import locks
+from ipabuild.core.errors import IpabuildError, UsageError
+from ipabuild.core.hostids import USERNS_SIZE, legacy_uid, legacy_userns_base
+from ipabuild.stack.idranges import (
     UID_POOL,
-    USERNS_SIZE,
     Interval,
     Registry,
     StackIds,
     first_fit,
-    legacy_uid,
-    legacy_userns_base,
     subtract,
     volume_ids,
 )
@@ -266,8 +264,9 @@ def test_concurrent_allocations_in_two_processes_stay_disjoint(tmp_path: Path) -
 
 
 def test_images_waits_for_another_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ipabuild.build import BuildOptions, ImageBuilder
-    from ipabuild.spec import load_project
+    from ipabuild.build.images import ImageBuilder
+    from ipabuild.build.results import BuildOptions
+    from ipabuild.spec.load import load_project
 
     root = Path(__file__).resolve().parents[2]
     ready = multiprocessing.Event()

@@ -1,4 +1,4 @@
-"""One `podman image inspect` for many images (ipabuild/imagestore.py): found ones by
+"""One `podman image inspect` for many images (ipabuild/build/imagestore.py): found ones by
 any of their names or their ID, missing ones absent, podman's exit 125 for those."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ipabuild import imagestore
-from ipabuild.commands import CommandResult
+from ipabuild.build import imagestore
+from ipabuild.core.commands import CommandResult
 
 
 def _podman_says(monkeypatch: pytest.MonkeyPatch, documents: list[dict[str, Any]],

@@ -15,12 +15,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ipabuild import kustomize
-from ipabuild.emit import ManifestOptions, check_manifests, render_manifests
-from ipabuild.manifests.common import ROOT_INIT_CAPABILITIES, needs_root_init
-from ipabuild.manifests.pss import pod_spec, violations
-from ipabuild.manifests.schemas import is_openshift, validate_openshift
-from ipabuild.spec import load_project, load_services
+from ipabuild.emit import kustomize
+from ipabuild.emit.manifests.common import ROOT_INIT_CAPABILITIES, needs_root_init
+from ipabuild.emit.manifests.pss import pod_spec, violations
+from ipabuild.emit.manifests.schemas import is_openshift, validate_openshift
+from ipabuild.emit.tree import ManifestOptions, check_manifests, render_manifests
+from ipabuild.spec.load import load_project, load_services
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ["split", "split-userns", "monolithic-userns", "openshift/split",
@@ -116,7 +116,7 @@ def test_requests_and_limits_come_from_each_spec(specs: tuple[Any, list[Any]],
 
 
 def test_no_memory_limit_needs_its_reason() -> None:
-    from ipabuild.spec import Resources
+    from ipabuild.spec.model import Resources
 
     with pytest.raises(ValueError, match="needs no_memory_limit_because"):
         Resources(memory_limit=None)
@@ -362,7 +362,7 @@ def test_pss_check_fails_on_each_broken_rule(rule: str,
 
 def test_the_root_init_exception_covers_nothing_else(specs: tuple[Any, list[Any]]) -> None:
     """The exemption only allows UID 0 with namespaced capabilities, only for init steps."""
-    from ipabuild.manifests.split import workload
+    from ipabuild.emit.manifests.split import workload
 
     roots = [s for s in specs[1] if needs_root_init(s)]
     if not roots:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ipabuild import scan
-from ipabuild.netpolicy import Pod, PodPort, PolicyView, policy_view, policy_view_of_text
+from ipabuild.proof import scan
+from ipabuild.proof.netpolicy import Pod, PodPort, PolicyView, policy_view, policy_view_of_text
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "t"

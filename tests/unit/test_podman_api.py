@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ipabuild.podman_api import URL, health_report, stale_services
+from ipabuild.stack.podman_api import URL, health_report, stale_services
 
 
 def _process(proc: Path, pid: int, argv: list[str], cwd: str) -> None:

@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from ipabuild.cli import main
-from ipabuild.clientrun import client_service, plan_client_run
-from ipabuild.compose import render_compose
-from ipabuild.emit import ManifestOptions, render_manifests
-from ipabuild.errors import UsageError
-from ipabuild.idranges import StackIds
-from ipabuild.spec import load_project, load_services, service_names
-from ipabuild.stack import ServicePlan
+from ipabuild.core.errors import UsageError
+from ipabuild.emit.compose import render_compose
+from ipabuild.emit.tree import ManifestOptions, render_manifests
+from ipabuild.spec.load import load_project, load_services, service_names
+from ipabuild.stack.client import client_service, plan_client_run
+from ipabuild.stack.idranges import StackIds
+from ipabuild.stack.stack import ServicePlan
 
 ROOT = Path(__file__).resolve().parents[2]
 

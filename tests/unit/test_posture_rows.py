@@ -7,11 +7,11 @@ from io import StringIO
 import pytest
 from rich.console import Console
 
-from ipabuild import posture
-from ipabuild.posture import ContainerPosture, ImageFacts
-from ipabuild.procfacts import IdRange, ProcessFacts
-from ipabuild.tables import print_table
-from ipabuild.targets import ContainerFacts
+from ipabuild.core.procfacts import IdRange, ProcessFacts
+from ipabuild.core.tables import print_table
+from ipabuild.proof import posture
+from ipabuild.proof.posture import ContainerPosture, ImageFacts
+from ipabuild.proof.targets import ContainerFacts
 
 HOST_BASE = 2382000000
 NO_PID = 2**22 + 1  # above pid_max: listening_ports finds no /proc entry, measures nothing

@@ -12,8 +12,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ipabuild import posture, scan
-from ipabuild.blastradius import (
+from ipabuild.core.tables import print_table
+from ipabuild.proof import posture, scan
+from ipabuild.proof.blastradius import (
     CONNECT,
     KEY,
     NO_POLICY,
@@ -32,10 +33,9 @@ from ipabuild.blastradius import (
     reach_notes,
     reach_table,
 )
-from ipabuild.netpolicy import policy_view
-from ipabuild.posture import ContainerPosture, ImageFacts, posture_table
-from ipabuild.scan import OverlayScan, ScanFinding, ScanReport, findings_notes, findings_table
-from ipabuild.tables import print_table
+from ipabuild.proof.netpolicy import policy_view
+from ipabuild.proof.posture import ContainerPosture, ImageFacts, posture_table
+from ipabuild.proof.scan import OverlayScan, ScanFinding, ScanReport, findings_notes, findings_table
 
 # The split stack's secrets and keys as `posture --name dev` found them.
 SECRETS = ["admin-password", "ca-admin-password", "ca-pkcs12-password",

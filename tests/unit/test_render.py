@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ipabuild.bases import base_reference, mmdebstrap_argv
-from ipabuild.build import cache_key, failed_step, stage_tag, with_stages
-from ipabuild.errors import ConfigError
-from ipabuild.render import customize, render_service
-from ipabuild.spec import PackageOverride, load_project, load_services, service_names
+from ipabuild.build.bases import base_reference, mmdebstrap_argv
+from ipabuild.build.render import customize, render_service
+from ipabuild.build.results import cache_key, failed_step, stage_tag
+from ipabuild.build.stages import with_stages
+from ipabuild.core.errors import ConfigError
+from ipabuild.spec.load import load_project, load_services, service_names
+from ipabuild.spec.model import PackageOverride
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -143,7 +145,7 @@ def test_fedora_base_is_a_registry_reference() -> None:
 def test_published_json_schema_is_current(kind: str, filename: str) -> None:
     import json
 
-    from ipabuild.spec import json_schema
+    from ipabuild.spec.load import json_schema
 
     committed = json.loads((ROOT / "docs/schema" / filename).read_text())
     assert committed == json_schema(kind), f"regenerate: ipabuild schema {kind}"

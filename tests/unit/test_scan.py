@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ipabuild import checkov, scan
-from ipabuild.checkov import Finding
 from ipabuild.cli import main
-from ipabuild.errors import ConfigError
-from ipabuild.scan import ScannerException, explain
-from ipabuild.spec import load_project, load_services
+from ipabuild.core.errors import ConfigError
+from ipabuild.proof import checkov, scan
+from ipabuild.proof.checkov import Finding
+from ipabuild.proof.scan import ScannerException, explain
+from ipabuild.spec.load import load_project, load_services
 
 ROOT = Path(__file__).resolve().parents[2]
 

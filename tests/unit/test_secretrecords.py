@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ipabuild.secretrecords import broken_records, drop_records
+from ipabuild.stack.secretrecords import broken_records, drop_records
 
 
 def _store(tmp_path: Path) -> Path:

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from ipabuild.cli import main
-from ipabuild.errors import ConfigError, UsageError
-from ipabuild.secrets import MAX_SECRET_BYTES, ensure_secrets, secrets_dir
+from ipabuild.core.errors import ConfigError, UsageError
+from ipabuild.stack.secrets import MAX_SECRET_BYTES, ensure_secrets, secrets_dir
 
 NAMES = ["admin-password", "kdc-master-key"]
 

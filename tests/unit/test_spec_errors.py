@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ipabuild.build.render import render_service
 from ipabuild.cli import main
-from ipabuild.errors import ConfigError, UsageError
-from ipabuild.render import render_service
-from ipabuild.spec import load_project, load_service, load_services
+from ipabuild.core.errors import ConfigError, UsageError
+from ipabuild.spec.load import load_project, load_service, load_services
 
 
 def run_cli(root: Path, *args: str):

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ipabuild.errors import IpabuildError, UsageError
-from ipabuild.idranges import USERNS_SIZE, Interval, StackIds
-from ipabuild.spec import load_project, load_services
-from ipabuild.stack import FIRST_HOST, ServicePlan, Stack, dependency_order, fixed_hosts
+from ipabuild.core.errors import IpabuildError, UsageError
+from ipabuild.core.hostids import USERNS_SIZE
+from ipabuild.spec.load import load_project, load_services
+from ipabuild.spec.ordering import dependency_order
+from ipabuild.stack.idranges import Interval, StackIds
+from ipabuild.stack.stack import FIRST_HOST, ServicePlan, Stack, fixed_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 

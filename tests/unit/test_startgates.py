@@ -1,4 +1,4 @@
-"""When `ipabuild up` starts each service (ipabuild/startgates.py) and the two forms of
+"""When `ipabuild up` starts each service (ipabuild/stack/startgates.py) and the two forms of
 `depends_on` in a spec. The parallel start itself runs in every integration stack."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ipabuild.spec import Service
-from ipabuild.startgates import StartGates
+from ipabuild.spec.model import Service
+from ipabuild.stack.startgates import StartGates
 
 
 def _service(depends_on: Any) -> Service:

@@ -8,14 +8,14 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from ipabuild.build import ImageResult
+from ipabuild.build.results import ImageResult
+from ipabuild.build.summary import summary_table
+from ipabuild.core.procfacts import IdRange, ProcessFacts
+from ipabuild.core.tables import new_table, print_table
 from ipabuild.doctor import Check, render_report
-from ipabuild.probe import probe_table
-from ipabuild.procfacts import IdRange, ProcessFacts
-from ipabuild.progress import summary_table
-from ipabuild.stack import StackStatus
-from ipabuild.stackview import status_table
-from ipabuild.tables import new_table, print_table
+from ipabuild.proof.probe import probe_table
+from ipabuild.stack.stack import StackStatus
+from ipabuild.stack.view import status_table
 
 HOST_UID = 2382000389  # 10 digits, what rich cut to "2382…" in a pipe
 CONTAINER = "ipabuild-a-rather-long-tenant-stack-name-0123456789-ldap"

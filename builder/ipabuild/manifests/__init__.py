@@ -1,1 +1,0 @@
-"""Kubernetes manifests for both modes, built from the specs (see ``ipabuild.emit``)."""

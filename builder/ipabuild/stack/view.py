@@ -1,0 +1,28 @@
+"""The table of ``ipabuild status`` and ``ipabuild up``: one row per service of a stack."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from ipabuild.core.tables import new_table
+from ipabuild.stack.stack import StackStatus
+
+COLUMNS = ("service", "container", "state", "health", "ports", "host pid",
+           "uid (container)", "uid (host)")
+WHOLE = ("service", "container", "state", "health", "host pid", "uid (container)",
+         "uid (host)")
+
+
+def _id(value: int | None) -> str:
+    """Blank when not measured (the container is not running), never a made-up 0."""
+    return "" if value is None else str(value)
+
+
+def status_table(rows: list[StackStatus]) -> Table:
+    """Published ports wrap one per line on a narrow terminal; IDs and names stay whole."""
+    table = new_table("ipabuild stack", COLUMNS, whole=WHOLE)
+    for r in rows:
+        ports = " ".join(f"{k}->{v}" for k, v in r.ports.items())
+        table.add_row(r.service, r.container, r.state, r.health, ports, str(r.host_pid or ""),
+                      _id(r.uid_in_container), _id(r.uid_on_host))
+    return table

@@ -50,7 +50,7 @@ from ipabuild.core.resolver import DNS_OPTIONS
 from ipabuild.emit import kustomize
 from ipabuild.emit.tree import ManifestOptions, render_manifests
 from ipabuild.spec.load import load_project, load_services
-from ipabuild.stack.stack import service_addresses
+from ipabuild.stack.plan import service_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("StatefulSet", "Deployment")

@@ -16,7 +16,7 @@ from ipabuild.emit.tree import ManifestOptions, render_manifests
 from ipabuild.spec.load import load_project, load_services, service_names
 from ipabuild.stack.client import client_service, plan_client_run
 from ipabuild.stack.idranges import StackIds
-from ipabuild.stack.stack import ServicePlan
+from ipabuild.stack.plan import ServicePlan
 
 ROOT = Path(__file__).resolve().parents[2]
 

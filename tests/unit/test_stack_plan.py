@@ -13,7 +13,8 @@ from ipabuild.core.hostids import USERNS_SIZE
 from ipabuild.spec.load import load_project, load_services
 from ipabuild.spec.ordering import dependency_order
 from ipabuild.stack.idranges import Interval, StackIds
-from ipabuild.stack.stack import FIRST_HOST, ServicePlan, Stack, fixed_hosts
+from ipabuild.stack.plan import FIRST_HOST, ServicePlan, fixed_hosts
+from ipabuild.stack.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from podman.errors import NotFound
 
 from ipabuild.core.errors import IpabuildError, UsageError
 from ipabuild.core.procfacts import ProcessFacts, descendants, process_facts
-from ipabuild.stack.stack import SERVICE_LABEL, STACK_LABEL
+from ipabuild.stack.plan import SERVICE_LABEL, STACK_LABEL
 
 
 @dataclass

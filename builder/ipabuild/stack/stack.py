@@ -1,8 +1,11 @@
-"""The run stage: start, inspect and stop a split stack with podman (through podman-py).
+"""The run stage's stack: a named split stack on this host, started, inspected and stopped
+with podman (through podman-py).
 
 A stack is one podman network, one container per service (aliases ``<service>`` and
 ``<service>.<domain>``), named volumes per service and podman secrets, all named
 ``ipabuild-<stack>-…`` and labelled ``io.ipabuild.stack`` so two stacks never clash.
+What each container is made from is its ``plan.ServicePlan``; ``bringup`` brings one
+service up, ``containers`` drives one container.
 
 UIDs: each split service runs as a host UID allocated to it in the host ID registry
 (``idranges``; stable across ``down``/``up``, which 389-ds's owner-only files need;
@@ -16,178 +19,26 @@ hold the stack's lock: a second one at the same time fails at once, naming the h
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import ipaddress
-import json
-import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from podman import PodmanClient
-from podman.errors import APIError, NotFound
+from podman.errors import NotFound
 
-from ipabuild.core.errors import IpabuildError, UsageError
+from ipabuild.core.errors import UsageError
 from ipabuild.core.locks import held, stack_lock
-from ipabuild.core.resolver import DNS_OPTIONS
+from ipabuild.core.progress import Reporter
 from ipabuild.spec.model import Project, Service
 from ipabuild.spec.ordering import dependency_order
+from ipabuild.stack.bringup import ServiceStarter
+from ipabuild.stack.containers import Abandoned, process_uids, state_of, stop_and_remove
 from ipabuild.stack.idranges import IDS_LABEL, Registry, StackIds, volume_ids
 from ipabuild.stack.idusage import foreign_ranges
-from ipabuild.stack.podman_api import api_error, health_report, healthcheck, log_tail, store_secrets
+from ipabuild.stack.plan import STACK_LABEL, STACK_NAME, ServicePlan, fixed_hosts
+from ipabuild.stack.podman_api import healthcheck, store_secrets
 from ipabuild.stack.secrets import SecretFiles
 from ipabuild.stack.startgates import StartGates
-
-STACK_LABEL = "io.ipabuild.stack"
-SERVICE_LABEL = "io.ipabuild.service"
-STACK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
-READY_MARGIN = 30
-FIRST_HOST = 10  # services' fixed addresses: subnet host 10, 11, ...
-STOP_GRACE_SECONDS = 30  # ns-slapd and Tomcat flush and close cleanly well within this
-
-Reporter = Callable[[str, str], None]
-
-
-class ServiceNotReady(IpabuildError):
-    """A service failed its readiness wait; carries its last log lines."""
-
-    def __init__(self, service: str, reason: str, logs: str) -> None:
-        super().__init__(f"{service}: {reason}\n--- last log lines of {service} ---\n{logs}\n"
-                         f"(the other containers are left running for inspection; "
-                         f"`ipabuild down` removes them)")
-
-
-@dataclass(frozen=True)
-class ServicePlan:
-    """Everything needed to create one service's container."""
-
-    stack: str
-    service: Service
-    image: str
-    domain: str
-    network: str
-    ids: StackIds | None = None  # the stack's host IDs, allocated by ``Stack.up``
-
-    @property
-    def container(self) -> str:
-        return f"ipabuild-{self.stack}-{self.service.name}"
-
-    @property
-    def in_userns(self) -> bool:
-        """Runs in a user namespace of its own: a monolith, or a root init step's service."""
-        if self.service.mode == "monolithic":
-            return True
-        return bool(self.service.init and self.service.init.root_in_user_namespace)
-
-    @property
-    def runtime_uid(self) -> int:
-        """UID inside the container: the image's own USER when in a private userns."""
-        return self.service.user if self.in_userns else self._ids.uids[self.service.name]
-
-    @property
-    def _ids(self) -> StackIds:
-        if self.ids is None:
-            raise IpabuildError(f"{self.service.name}: no host IDs allocated (Stack.up "
-                                "allocates them before creating containers)")
-        return self.ids
-
-    @property
-    def ids_label(self) -> str:
-        """What this service's volumes are owned by, for ``IDS_LABEL``."""
-        if self.in_userns:
-            userns = self._ids.userns
-            assert userns is not None
-            return f"userns={userns.start}:{userns.size}"
-        return f"uid={self.runtime_uid}"
-
-    def volume(self, name: str) -> str:
-        return f"ipabuild-{self.stack}-{self.service.name}-{name}"
-
-    def shared_volume(self, service: str, name: str) -> str:
-        """Another service's volume of this stack (same name as that service's own)."""
-        return f"ipabuild-{self.stack}-{service}-{name}"
-
-    def names(self) -> list[str]:
-        """The host names this service answers to: each alias, short and under the domain."""
-        return [name for alias in [self.service.name, *self.service.aliases]
-                for name in (alias, f"{alias}.{self.domain}")]
-
-    def create_args(self, secret_names: dict[str, str], hosts: dict[str, str]) -> dict:
-        """podman-py create arguments; ``hosts`` maps every stack host name to its fixed
-        address (see ``fixed_hosts``)."""
-        service = self.service
-        tmpfs = sorted({*service.tmpfs, *(["/run/secrets"] if service.secrets else [])})
-        args: dict = {
-            "name": self.container,
-            "hostname": f"{service.name}.{self.domain}",
-            "user": f"{self.runtime_uid}:0",
-            "read_only": service.read_only_root,
-            "mounts": [{"type": "tmpfs", "target": path} for path in tmpfs],
-            "volumes": {**{self.volume(v.name): {"bind": v.path, "mode": "rw"}
-                           for v in service.volumes},
-                        **{self.shared_volume(v.service, v.volume): {"bind": v.path, "mode": "rw"}
-                           for v in service.shared_volumes}},
-            "secrets": [{"source": secret_names[s.name], "target": s.name,
-                         "uid": self.runtime_uid, "gid": 0, "mode": 0o440}
-                        for s in service.secrets],
-            "networks": {self.network: {"aliases": self.names(),
-                                        "static_ips": [hosts[service.name]]}},
-            "extra_hosts": hosts,
-            "labels": {STACK_LABEL: self.stack, SERVICE_LABEL: service.name,
-                       "io.ipabuild.mode": service.mode},
-            # A monolith keeps podman's default (namespaced) capabilities: its supervisor
-            # and daemons run as root inside, as upstream's container does.
-            **({} if service.mode == "monolithic" else {"cap_drop": ["ALL"]}),
-            "no_new_privileges": True,  # podman-py maps security_opt to SELinux options
-            "dns_opt": DNS_OPTIONS,
-            "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
-            "init": True,
-            # A crashed daemon comes back by itself (Kubernetes' restartPolicy does the
-            # same in a cluster); `ipabuild down` stops it for good. The count caps a
-            # crash loop: podman restarts without backing off.
-            "restart_policy": {"Name": "on-failure", "MaximumRetryCount": RESTART_LIMIT},
-        }
-        if service.sysctls:
-            args["sysctls"] = dict(service.sysctls)
-        if self.in_userns:
-            userns = self._ids.userns
-            assert userns is not None
-            mapping = [{"container_id": 0, "host_id": userns.start, "size": userns.size}]
-            args["userns_mode"] = "private"
-            args["idmappings"] = {"UIDMap": mapping, "GIDMap": mapping}
-        return args
-
-
-RESTART_LIMIT = 10
-# On each container: a digest of its image and create arguments, so `up` knows whether
-# a running container is what it would create now.
-CONFIG_LABEL = "io.ipabuild.config"
-
-
-def config_digest(image_id: str, args: dict) -> str:  # type: ignore[type-arg]
-    """sha256 of the image ID and the create arguments (canonical JSON)."""
-    document = json.dumps({"image": image_id, "args": args}, sort_keys=True, default=str)
-    return hashlib.sha256(document.encode()).hexdigest()
-
-
-def service_addresses(subnet: str, services: list[str]) -> dict[str, str]:
-    """Each service → its fixed address in ``subnet``: host FIRST_HOST onwards in the
-    given order, clear of the gateway (host 1) and of the addresses podman hands out
-    from the bottom of the range."""
-    network = ipaddress.ip_network(subnet)
-    if FIRST_HOST + len(services) >= network.num_addresses - 1:
-        raise UsageError(f"network {subnet} is too small for {len(services)} services",
-                         "remove the stack's network (`ipabuild down`) and start again")
-    return {name: str(network.network_address + FIRST_HOST + index)
-            for index, name in enumerate(services)}
-
-
-def fixed_hosts(subnet: str, plans: list[ServicePlan]) -> dict[str, str]:
-    """Every host name of every service (``ServicePlan.names``) → its fixed address."""
-    addresses = service_addresses(subnet, [plan.service.name for plan in plans])
-    return {name: addresses[plan.service.name] for plan in plans for name in plan.names()}
 
 
 @dataclass
@@ -244,7 +95,7 @@ class Stack:
         containers got from ``up``), for a client container on its network; none when
         nothing runs."""
         for listed in self.containers():
-            if _state(listed) == "running":
+            if state_of(listed) == "running":
                 inspected = self.client.containers.get(listed.id)
                 return sorted(inspected.attrs.get("HostConfig", {}).get("ExtraHosts") or [])
         return []
@@ -268,7 +119,7 @@ class Stack:
                      if b}
             host_uid = container_uid = None
             if running and pid:
-                host_uid, container_uid = _uids(pid)
+                host_uid, container_uid = process_uids(pid)
             rows.append(StackStatus(
                 plan.service.name, plan.container, state.get("Status", "?"),
                 healthcheck(self.client, plan.container) if running else "-",
@@ -319,8 +170,9 @@ class Stack:
             for dependency, condition in plan.service.depends_on.items():
                 if dependency in gates and not gates.wait(dependency, condition):
                     return
-            self._bring_up(plan, secret_names, hosts, report, gates)
-        except _Abandoned:
+            starter = ServiceStarter(self.client, self.name, report, gates)
+            starter.bring_up(plan, secret_names, hosts)
+        except Abandoned:
             pass
         except BaseException as exc:  # re-raised in the main thread by gates.wait_all
             gates.fail(exc)
@@ -328,63 +180,6 @@ class Stack:
             if self._client_factory is not None:
                 self._local.client.close()
                 self._local.client = None
-
-    def _bring_up(self, plan: ServicePlan, secret_names: dict[str, str],
-                  hosts: dict[str, str], report: Reporter, gates: StartGates) -> None:
-        started = time.monotonic()
-        name = plan.service.name
-        args = plan.create_args(secret_names, hosts)
-        digest = config_digest(self.client.images.get(plan.image).id, args)
-        args["labels"][CONFIG_LABEL] = digest
-        if self._keep(plan, digest):
-            report(name, "already healthy with this image and configuration: kept")
-            gates.healthy(name)
-            return
-        self._ensure_volumes(plan)
-        if plan.service.init is not None and not self._init_done(plan):
-            report(name, "running its one-time init step")
-            self._run_init(plan, secret_names, hosts)
-            self._mark_init_done(plan)
-        if gates.failed:
-            raise _Abandoned()
-        report(name, f"starting as UID {plan.runtime_uid}"
-               + (" in its own user namespace" if plan.in_userns else ""))
-        try:
-            self.client.containers.create(plan.image, **args).start()
-        except APIError as exc:
-            raise api_error(exc, f"starting {name}") from exc
-        gates.started(name)
-        self._wait_ready(plan, gates)
-        gates.healthy(name)
-        report(name, f"healthy after {time.monotonic() - started:.1f}s")
-
-    def _keep(self, plan: ServicePlan, digest: str) -> bool:
-        """Keep the service's container if it runs healthy from the same image and
-        configuration (``up`` of a running stack changes nothing); otherwise remove it, so
-        a stopped, crashed, stuck ("created") or outdated one is made again."""
-        try:
-            container = self.client.containers.get(plan.container)
-        except NotFound:
-            return False
-        if (_state(container) == "running"
-                and container.labels.get(CONFIG_LABEL) == digest
-                and healthcheck(self.client, plan.container) in ("healthy", "none")):
-            return True
-        self._stop(container)
-        return False
-
-    def _init_marker(self, plan: ServicePlan) -> str:
-        return plan.volume("init-done")
-
-    def _init_done(self, plan: ServicePlan) -> bool:
-        """Whether the service's init step completed on these volumes: an empty volume
-        made after it succeeded, so an interrupted ``up`` runs it again (the steps say
-        themselves when they find half-done work), and ``down --volumes`` removes it."""
-        return bool(self.client.volumes.exists(self._init_marker(plan)))
-
-    def _mark_init_done(self, plan: ServicePlan) -> None:
-        self.client.volumes.create(self._init_marker(plan),
-                                   labels={STACK_LABEL: self.name, "io.ipabuild.role": "init-done"})
 
     def _allocate_ids(self) -> StackIds:
         """The stack's host IDs from the registry, keeping what its volumes are owned by."""
@@ -436,72 +231,6 @@ class Stack:
         store_secrets(self.client, {names[n]: secrets.path(n) for n in secrets.names})
         return names
 
-    def _ensure_volumes(self, plan: ServicePlan) -> bool:
-        """Create the service's volumes; True when any was new."""
-        fresh = False
-        for volume in plan.service.volumes:
-            if not self.client.volumes.exists(plan.volume(volume.name)):
-                self.client.volumes.create(plan.volume(volume.name),
-                                           labels={STACK_LABEL: self.name,
-                                                   SERVICE_LABEL: plan.service.name,
-                                                   IDS_LABEL: plan.ids_label})
-                fresh = True
-        return fresh
-
-    def _run_init(self, plan: ServicePlan, secret_names: dict[str, str],
-                  hosts: dict[str, str]) -> None:
-        assert plan.service.init is not None
-        args = plan.create_args(secret_names, hosts)
-        args["name"] = f"{plan.container}-init"
-        # The service's own address is the daemon's; the init step reaches itself locally.
-        args["networks"][plan.network].pop("static_ips")
-        args["extra_hosts"] = {**hosts, **dict.fromkeys(plan.names(), "127.0.0.1")}
-        args["entrypoint"] = plan.service.init.command[:1]  # the full argv, like K8s `command`
-        args["command"] = plan.service.init.command[1:]
-        args["labels"] = {**args["labels"], "io.ipabuild.role": "init"}
-        args.pop("ports")
-        args.pop("restart_policy")  # a one-time step: its failure is reported, never retried
-        if plan.service.init.root_in_user_namespace:
-            args["user"] = "0:0"
-            # Root's capabilities here are those of its own user namespace (chown and
-            # friends on its volumes), worthless against the host.
-            args.pop("cap_drop")
-            for secret in args["secrets"]:
-                secret["uid"] = 0
-        with contextlib.suppress(NotFound):  # left by an interrupted `up`
-            _remove_quietly(self.client.containers.get(args["name"]))
-        container = self.client.containers.create(plan.image, **args)
-        container.start()
-        status = container.wait()
-        logs = log_tail(self.client, container.name, 30)
-        _remove_quietly(container)
-        if status != 0:
-            raise ServiceNotReady(plan.service.name, f"init step exited {status}", logs)
-
-    def _wait_ready(self, plan: ServicePlan, gates: StartGates) -> None:
-        check = plan.service.healthcheck
-        timeout = (check.start_period if check else 30) + READY_MARGIN
-        deadline = time.monotonic() + timeout
-        said = ""
-        while time.monotonic() < deadline:
-            if gates.failed:
-                raise _Abandoned()
-            container = self.client.containers.get(plan.container)
-            if container.status not in ("running", "created", "configured"):
-                raise ServiceNotReady(plan.service.name, f"exited ({container.status})",
-                                      log_tail(self.client, plan.container))
-            if check is None:
-                return
-            status, output = health_report(self.client, plan.container)
-            if status == "healthy":
-                return
-            said = output.splitlines()[-1] if output else said
-            time.sleep(0.5)
-        reason = f"not healthy within {timeout}s"
-        raise ServiceNotReady(plan.service.name,
-                              f"{reason}; its health check says: {said}" if said else reason,
-                              log_tail(self.client, plan.container))
-
     # --- down -----------------------------------------------------------------------
 
     def down(self, volumes: bool) -> list[str]:
@@ -539,54 +268,6 @@ class Stack:
         removed = []
         for container in sorted(self.containers(),
                                 key=lambda c: rank.get(c.name, len(rank)), reverse=True):
-            self._stop(container)
+            stop_and_remove(container)
             removed.append(container.name)
         return removed
-
-    @staticmethod
-    def _stop(container) -> None:  # type: ignore[no-untyped-def]
-        """Stop with time for a clean shutdown, then remove."""
-        # ValueError: podman answers 304 with an empty body for an exited container.
-        with contextlib.suppress(APIError, ValueError):
-            container.stop(timeout=STOP_GRACE_SECONDS)
-        _remove_quietly(container)
-
-
-class _Abandoned(Exception):
-    """Another service failed first: this one's thread stops waiting (that failure is
-    what `up` reports; this container is left as it is, like the others)."""
-
-
-def _remove_quietly(container) -> None:  # type: ignore[no-untyped-def]
-    """Remove a finished container; podman 4.3 reports a just-killed container's shm
-    busy for a moment ("unlinkat .../userdata/shm: device or resource busy"), so try
-    for a few seconds; the last failure is raised (a later create would fail on the
-    name with a worse message)."""
-    for attempt in range(10):
-        try:
-            container.remove(force=True)
-            return
-        except NotFound:
-            return
-        except APIError as exc:
-            if attempt == 9:
-                raise api_error(exc, f"removing container {container.name}") from exc
-            time.sleep(0.5)
-
-
-def _state(container) -> str:  # type: ignore[no-untyped-def]
-    """A container's state from a list entry (a string) or a full inspect (a dict)."""
-    state = container.attrs.get("State")
-    return str(state.get("Status") if isinstance(state, dict) else state)
-
-
-def _uids(pid: int) -> tuple[int | None, int | None]:
-    """(host UID, UID inside the container) of a process, from /proc."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
-    except OSError:
-        return None, None
-    host = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-    inside, outside, size = (int(x) for x in uid_map[:3])
-    return host, (host - outside + inside if outside <= host < outside + size else None)

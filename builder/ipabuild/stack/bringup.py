@@ -1,0 +1,117 @@
+"""Bringing one service of a stack up: keep its container when it runs healthy from the
+same image and configuration, otherwise make it again (volumes, its one-time init step
+unless done, create, start) and wait for its health.
+
+Each service is brought up in a thread of its own (``stack.Stack.up``), with its own
+podman client; the start gates say when its dependencies are ready and whether another
+service failed first.
+"""
+
+from __future__ import annotations
+
+import time
+
+from podman import PodmanClient
+from podman.errors import APIError, NotFound
+
+from ipabuild.core.progress import Reporter
+from ipabuild.stack.containers import (
+    Abandoned,
+    run_init,
+    state_of,
+    stop_and_remove,
+    wait_ready,
+)
+from ipabuild.stack.idranges import IDS_LABEL
+from ipabuild.stack.plan import (
+    CONFIG_LABEL,
+    SERVICE_LABEL,
+    STACK_LABEL,
+    ServicePlan,
+    config_digest,
+)
+from ipabuild.stack.podman_api import api_error, healthcheck
+from ipabuild.stack.startgates import StartGates
+
+
+class ServiceStarter:
+    """Brings the services of stack ``stack`` up through ``client``, one call each."""
+
+    def __init__(self, client: PodmanClient, stack: str, report: Reporter,
+                 gates: StartGates) -> None:
+        self.client = client
+        self.stack = stack
+        self.report = report
+        self.gates = gates
+
+    def bring_up(self, plan: ServicePlan, secret_names: dict[str, str],
+                 hosts: dict[str, str]) -> None:
+        """Keep the service's container if it is as it should be, else make it again
+        (volumes, the init step once, create, start) and wait until it is healthy."""
+        started = time.monotonic()
+        name = plan.service.name
+        args = plan.create_args(secret_names, hosts)
+        digest = config_digest(self.client.images.get(plan.image).id, args)
+        args["labels"][CONFIG_LABEL] = digest
+        if self._keep(plan, digest):
+            self.report(name, "already healthy with this image and configuration: kept")
+            self.gates.healthy(name)
+            return
+        self._ensure_volumes(plan)
+        if plan.service.init is not None and not self._init_done(plan):
+            self.report(name, "running its one-time init step")
+            run_init(self.client, plan, secret_names, hosts)
+            self._mark_init_done(plan)
+        if self.gates.failed:
+            raise Abandoned()
+        self.report(name, f"starting as UID {plan.runtime_uid}"
+                    + (" in its own user namespace" if plan.in_userns else ""))
+        try:
+            self.client.containers.create(plan.image, **args).start()
+        except APIError as exc:
+            raise api_error(exc, f"starting {name}") from exc
+        self.gates.started(name)
+        wait_ready(self.client, plan, self.gates)
+        self.gates.healthy(name)
+        self.report(name, f"healthy after {time.monotonic() - started:.1f}s")
+
+    def _keep(self, plan: ServicePlan, digest: str) -> bool:
+        """Keep the service's container if it runs healthy from the same image and
+        configuration (``up`` of a running stack changes nothing); otherwise remove it, so
+        a stopped, crashed, stuck ("created") or outdated one is made again."""
+        try:
+            container = self.client.containers.get(plan.container)
+        except NotFound:
+            return False
+        if (state_of(container) == "running"
+                and container.labels.get(CONFIG_LABEL) == digest
+                and healthcheck(self.client, plan.container) in ("healthy", "none")):
+            return True
+        stop_and_remove(container)
+        return False
+
+    def _init_marker(self, plan: ServicePlan) -> str:
+        return plan.volume("init-done")
+
+    def _init_done(self, plan: ServicePlan) -> bool:
+        """Whether the service's init step completed on these volumes: an empty volume
+        made after it succeeded, so an interrupted ``up`` runs it again (the steps say
+        themselves when they find half-done work), and ``down --volumes`` removes it."""
+        return bool(self.client.volumes.exists(self._init_marker(plan)))
+
+    def _mark_init_done(self, plan: ServicePlan) -> None:
+        self.client.volumes.create(self._init_marker(plan),
+                                   labels={STACK_LABEL: self.stack,
+                                           "io.ipabuild.role": "init-done"})
+
+    def _ensure_volumes(self, plan: ServicePlan) -> bool:
+        """Create the service's volumes; True when any was new."""
+        fresh = False
+        for volume in plan.service.volumes:
+            if not self.client.volumes.exists(plan.volume(volume.name)):
+                self.client.volumes.create(plan.volume(volume.name),
+                                           labels={STACK_LABEL: self.stack,
+                                                   SERVICE_LABEL: plan.service.name,
+                                                   IDS_LABEL: plan.ids_label})
+                fresh = True
+        return fresh

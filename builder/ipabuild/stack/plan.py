@@ -1,0 +1,155 @@
+"""What a stack's containers are made from: one ``ServicePlan`` per service (its names,
+volumes, host IDs and podman create arguments), the services' fixed addresses, and the
+labels that mark what belongs to a stack.
+
+Pure data: nothing here talks to podman, so a plan is unit-tested without containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+
+from ipabuild.core.errors import IpabuildError, UsageError
+from ipabuild.core.resolver import DNS_OPTIONS
+from ipabuild.spec.model import Service
+from ipabuild.stack.idranges import StackIds
+
+STACK_LABEL = "io.ipabuild.stack"
+SERVICE_LABEL = "io.ipabuild.service"
+STACK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
+FIRST_HOST = 10  # services' fixed addresses: subnet host 10, 11, ...
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """Everything needed to create one service's container."""
+
+    stack: str
+    service: Service
+    image: str
+    domain: str
+    network: str
+    ids: StackIds | None = None  # the stack's host IDs, allocated by ``Stack.up``
+
+    @property
+    def container(self) -> str:
+        return f"ipabuild-{self.stack}-{self.service.name}"
+
+    @property
+    def in_userns(self) -> bool:
+        """Runs in a user namespace of its own: a monolith, or a root init step's service."""
+        if self.service.mode == "monolithic":
+            return True
+        return bool(self.service.init and self.service.init.root_in_user_namespace)
+
+    @property
+    def runtime_uid(self) -> int:
+        """UID inside the container: the image's own USER when in a private userns."""
+        return self.service.user if self.in_userns else self._ids.uids[self.service.name]
+
+    @property
+    def _ids(self) -> StackIds:
+        if self.ids is None:
+            raise IpabuildError(f"{self.service.name}: no host IDs allocated (Stack.up "
+                                "allocates them before creating containers)")
+        return self.ids
+
+    @property
+    def ids_label(self) -> str:
+        """What this service's volumes are owned by, for ``IDS_LABEL``."""
+        if self.in_userns:
+            userns = self._ids.userns
+            assert userns is not None
+            return f"userns={userns.start}:{userns.size}"
+        return f"uid={self.runtime_uid}"
+
+    def volume(self, name: str) -> str:
+        return f"ipabuild-{self.stack}-{self.service.name}-{name}"
+
+    def shared_volume(self, service: str, name: str) -> str:
+        """Another service's volume of this stack (same name as that service's own)."""
+        return f"ipabuild-{self.stack}-{service}-{name}"
+
+    def names(self) -> list[str]:
+        """The host names this service answers to: each alias, short and under the domain."""
+        return [name for alias in [self.service.name, *self.service.aliases]
+                for name in (alias, f"{alias}.{self.domain}")]
+
+    def create_args(self, secret_names: dict[str, str], hosts: dict[str, str]) -> dict:
+        """podman-py create arguments; ``hosts`` maps every stack host name to its fixed
+        address (see ``fixed_hosts``)."""
+        service = self.service
+        tmpfs = sorted({*service.tmpfs, *(["/run/secrets"] if service.secrets else [])})
+        args: dict = {
+            "name": self.container,
+            "hostname": f"{service.name}.{self.domain}",
+            "user": f"{self.runtime_uid}:0",
+            "read_only": service.read_only_root,
+            "mounts": [{"type": "tmpfs", "target": path} for path in tmpfs],
+            "volumes": {**{self.volume(v.name): {"bind": v.path, "mode": "rw"}
+                           for v in service.volumes},
+                        **{self.shared_volume(v.service, v.volume): {"bind": v.path, "mode": "rw"}
+                           for v in service.shared_volumes}},
+            "secrets": [{"source": secret_names[s.name], "target": s.name,
+                         "uid": self.runtime_uid, "gid": 0, "mode": 0o440}
+                        for s in service.secrets],
+            "networks": {self.network: {"aliases": self.names(),
+                                        "static_ips": [hosts[service.name]]}},
+            "extra_hosts": hosts,
+            "labels": {STACK_LABEL: self.stack, SERVICE_LABEL: service.name,
+                       "io.ipabuild.mode": service.mode},
+            # A monolith keeps podman's default (namespaced) capabilities: its supervisor
+            # and daemons run as root inside, as upstream's container does.
+            **({} if service.mode == "monolithic" else {"cap_drop": ["ALL"]}),
+            "no_new_privileges": True,  # podman-py maps security_opt to SELinux options
+            "dns_opt": DNS_OPTIONS,
+            "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
+            "init": True,
+            # A crashed daemon comes back by itself (Kubernetes' restartPolicy does the
+            # same in a cluster); `ipabuild down` stops it for good. The count caps a
+            # crash loop: podman restarts without backing off.
+            "restart_policy": {"Name": "on-failure", "MaximumRetryCount": RESTART_LIMIT},
+        }
+        if service.sysctls:
+            args["sysctls"] = dict(service.sysctls)
+        if self.in_userns:
+            userns = self._ids.userns
+            assert userns is not None
+            mapping = [{"container_id": 0, "host_id": userns.start, "size": userns.size}]
+            args["userns_mode"] = "private"
+            args["idmappings"] = {"UIDMap": mapping, "GIDMap": mapping}
+        return args
+
+
+RESTART_LIMIT = 10
+# On each container: a digest of its image and create arguments, so `up` knows whether
+# a running container is what it would create now.
+CONFIG_LABEL = "io.ipabuild.config"
+
+
+def config_digest(image_id: str, args: dict) -> str:  # type: ignore[type-arg]
+    """sha256 of the image ID and the create arguments (canonical JSON)."""
+    document = json.dumps({"image": image_id, "args": args}, sort_keys=True, default=str)
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def service_addresses(subnet: str, services: list[str]) -> dict[str, str]:
+    """Each service → its fixed address in ``subnet``: host FIRST_HOST onwards in the
+    given order, clear of the gateway (host 1) and of the addresses podman hands out
+    from the bottom of the range."""
+    network = ipaddress.ip_network(subnet)
+    if FIRST_HOST + len(services) >= network.num_addresses - 1:
+        raise UsageError(f"network {subnet} is too small for {len(services)} services",
+                         "remove the stack's network (`ipabuild down`) and start again")
+    return {name: str(network.network_address + FIRST_HOST + index)
+            for index, name in enumerate(services)}
+
+
+def fixed_hosts(subnet: str, plans: list[ServicePlan]) -> dict[str, str]:
+    """Every host name of every service (``ServicePlan.names``) → its fixed address."""
+    addresses = service_addresses(subnet, [plan.service.name for plan in plans])
+    return {name: addresses[plan.service.name] for plan in plans for name in plan.names()}

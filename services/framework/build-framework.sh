@@ -47,7 +47,7 @@ make install DESTDIR="$stage" pythondir="$py" pyexecdir="$py" >/tmp/install.log 
 
 step "pinned wheels into $stage$py"
 python3 -m pip install --quiet --no-deps --no-index --no-compile --break-system-packages \
-    --target "$stage$py" /usr/share/ipabuild/build/wheels/*.whl
+    --target "$stage$py" /usr/share/ipabuild/wheels/*.whl
 
 # What the images copy must not carry build-host state.
 rm -rf "$stage/var/lib/ipa/sysrestore" "$stage/var/log" "$stage/run"

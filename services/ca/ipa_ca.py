@@ -58,6 +58,17 @@ CA_PEM = os.environ.get("IPA_CA_PEM", "/tmp/ipabuild-ca/ca.pem")
 RENEW_BEFORE = datetime.timedelta(days=30)
 # ipaserver/install/cainstance.py's substitutions for the profiles (__get_profile_config).
 IPA_CA_RECORD = "ipa-ca"
+# The service certificates' profile: Dogtag's caECServerCert (EC keys, approved by an
+# agent) with FreeIPA's subjectAltName policy from caIPAserviceCert (the request's names,
+# then the CN), so one certificate names the server and the service's own host.
+DOGTAG_PROFILES_DIR = "/usr/share/pki/ca/profiles/ca"
+SAN_PROFILE = "ipabuildECServerCertSAN"
+SAN_POLICY = """policyset.serverCertSet.11.constraint.class_id=noConstraintImpl
+policyset.serverCertSet.11.constraint.name=No Constraint
+policyset.serverCertSet.11.default.class_id=userExtensionDefaultImpl
+policyset.serverCertSet.11.default.name=User Supplied Extension Default
+policyset.serverCertSet.11.default.params.userExtOID=2.5.29.17
+"""
 ACME_AGENT_GROUP = "Enterprise ACME Administrators"
 
 
@@ -101,15 +112,37 @@ def profile_text(profile_id: str, config: dict[str, Any]) -> bytes:
         ACME_AGENT_GROUP=ACME_AGENT_GROUP).encode()
 
 
-def certificate_request(key: Any, subject: str) -> str:
+def san_profile_text(directory: str = DOGTAG_PROFILES_DIR) -> bytes:
+    """``SAN_PROFILE``: Dogtag's caECServerCert with caIPAserviceCert's policy 11 (the
+    requested subjectAltName) before its own policy 12 (the CN copied into it)."""
+    with open(os.path.join(directory, "caECServerCert.cfg"), encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    policies = "policyset.serverCertSet.list=1,2,3,4,5,6,7,8,12"
+    if policies not in lines:
+        raise SetupError(f"caECServerCert's policies are not `{policies}`: Dogtag changed; "
+                         f"check {SAN_PROFILE}'s policy numbers")
+    kept = [line for line in lines
+            if not line.startswith(("profileId=", "classId=", "name=", "desc="))]
+    kept[kept.index(policies)] = "policyset.serverCertSet.list=1,2,3,4,5,6,7,8,11,12"
+    header = [f"profileId={SAN_PROFILE}", "classId=caEnrollImpl",
+              "name=ipabuild: server certificates with ECC keys and requested names",
+              "desc=caECServerCert plus the subjectAltName of the request (as "
+              "caIPAserviceCert): one certificate for the server name and the service's host"]
+    return ("\n".join(header + kept) + "\n" + SAN_POLICY).encode()
+
+
+def certificate_request(key: Any, subject: str, dns_names: tuple[str, ...] = ()) -> str:
     """A PKCS#10 request for ``subject`` (given most significant RDN first, as Dogtag
-    prints it) signed by ``key``."""
+    prints it) signed by ``key``, asking for ``dns_names`` as its subjectAltName."""
     rdns = [part.split("=", 1) for part in subject.split(",")]
     oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME}
     name = x509.Name([x509.NameAttribute(oids[kind.strip().upper()], value.strip())
                       for kind, value in reversed(rdns)])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(
-        key, hashes.SHA256(), default_backend())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    if dns_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+    csr = builder.sign(key, hashes.SHA256(), default_backend())
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -179,6 +212,15 @@ class Dogtag:
                 self.call("POST", path, expect=(200, 201), json={"id": uid})
                 log(f"Dogtag user {uid} joined {group}")
 
+    def create_profile(self, profile_id: str, text: bytes) -> None:
+        """Create and enable ``profile_id`` unless it exists (then it is left as it is)."""
+        if self.call("GET", f"/profiles/{profile_id}", expect=(200, 404)).status_code == 404:
+            self.call("POST", "/profiles/raw", expect=(200, 201), data=text,
+                      headers={"Content-Type": "application/octet-stream"})
+            self.call("POST", f"/profiles/{profile_id}?action=enable",
+                      expect=(200, 204, 400, 409))
+            log(f"created the profile {profile_id}")
+
     def ensure_profile(self, profile_id: str, text: bytes) -> None:
         """Create or replace ``profile_id`` and enable it (``_create_dogtag_profile``)."""
         raw = {"Content-Type": "application/octet-stream"}
@@ -233,11 +275,21 @@ class Directory:
             self.conn.modify_s(dn, [(ldap.MOD_ADD, attr, [value])])
 
 
-def valid_for(cert: x509.Certificate, key: Any) -> bool:
+def dns_names_of(cert: x509.Certificate) -> set[str]:
+    try:
+        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return set()
+    return set(extension.value.get_values_for_type(x509.DNSName))
+
+
+def valid_for(cert: x509.Certificate, key: Any, dns_names: tuple[str, ...] = ()) -> bool:
+    """Whether ``cert`` certifies ``key``, names every one of ``dns_names`` and stays
+    valid past the renewal margin (else a new one is issued)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     not_before, not_after = derived_keys.validity(cert)
     return (derived_keys.certifies(cert, key) and not_before <= now
-            and not_after > now + RENEW_BEFORE)
+            and not_after > now + RENEW_BEFORE and set(dns_names) <= dns_names_of(cert))
 
 
 def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag, directory: Directory) -> None:
@@ -252,11 +304,13 @@ def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag, directory: Director
                          f"published there (the ldap service's directory makes it)")
     published = [x509.load_der_x509_certificate(der, default_backend())
                  for der in entry.get("usercertificate;binary", [])]
-    usable = [cert for cert in published if valid_for(cert, key)]
+    dns_names = tuple(spec.get("dns_names", ()))
+    usable = [cert for cert in published if valid_for(cert, key, dns_names)]
     if usable:
         cert = max(usable, key=lambda item: derived_keys.validity(item)[1])
     else:
-        cert = dogtag.issue(certificate_request(key, spec["subject"]), spec["profile"])
+        cert = dogtag.issue(certificate_request(key, spec["subject"], dns_names),
+                            spec["profile"])
         directory.add_value(dn, "userCertificate;binary",
                             cert.public_bytes(serialization.Encoding.DER))
         log(f"issued {spec['name']} ({spec['subject']}, serial {cert.serial_number}) and "
@@ -375,6 +429,7 @@ def setup() -> None:
         dogtag.login()
         started = time.monotonic()
         ensure_profiles(config, dogtag, directory)
+        dogtag.create_profile(SAN_PROFILE, san_profile_text())
         ensure_ipa_ca_entry(config, dogtag, directory)
         ensure_default_caacl(config, directory)
         ensure_ca_service_entry(config, directory)

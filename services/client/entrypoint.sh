@@ -2,14 +2,14 @@
 # The client toolbox: writes the configuration a FreeIPA client reads (default.conf,
 # krb5.conf, the TLS anchor) under /tmp/ipa from the environment, then runs the command.
 # Nothing is enrolled and nothing on the host is touched.
-#   IPA_SERVER      the API's host name (default http.$IPA_DOMAIN)
-#   IPA_KDC         the KDC, host:port (default kdc.$IPA_DOMAIN:8088)
+#   IPA_SERVER      the server name (the image's, from ipabuild.yaml: ipa.<domain>)
+#   IPA_KDC         the KDC, host:port (default the server name's port 88)
 #   IPA_CA_FILE     the IPA CA's certificate (PEM) to trust; unset: the top of the chain
 #                   the server presents at start is pinned (trust on first use), and said so
 set -euo pipefail
 conf=/tmp/ipa
-server=${IPA_SERVER:-http.$IPA_DOMAIN}
-kdc=${IPA_KDC:-kdc.$IPA_DOMAIN:8088}
+server=${IPA_SERVER:-ipa.$IPA_DOMAIN}
+kdc=${IPA_KDC:-$server:88}
 uri="https://$server"  # port 443: the ipa CLI knows no other
 log() { printf 'ipabuild-client: %s\n' "$*" >&2; }
 
@@ -34,7 +34,7 @@ cat >"$conf/krb5.conf" <<CONF
 [realms]
     $IPA_REALM = {
         kdc = $kdc
-        kpasswd_server = ${kdc%:*}:8464
+        kpasswd_server = ${kdc%:*}:464
     }
 [domain_realm]
     .$IPA_DOMAIN = $IPA_REALM

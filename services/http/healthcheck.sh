@@ -4,7 +4,7 @@
 [ -s /etc/ipa/ca.crt ] || { echo "no IPA CA certificate at /etc/ipa/ca.crt (the entrypoint reads it from cn=CAcert in ldap)"; exit 1; }
 [ -s /var/lib/ipa/ra-agent.pem ] && [ -s /var/lib/ipa/ra-agent.key ] || { echo "no RA agent certificate at /var/lib/ipa/ra-agent.pem (the entrypoint reads it from cn=ipaCert,cn=ca_renewal in ldap, where the ca service publishes it)"; exit 1; }
 code=$(curl -ks -o /dev/null -w '%{http_code}' --max-time 4 \
-    -H "Referer: https://http.$IPA_DOMAIN/ipa/ui/" -H 'Content-Type: application/json' \
+    -H "Referer: https://$IPA_SERVER/ipa/ui/" -H 'Content-Type: application/json' \
     -d '{"method": "i18n_messages", "params": [[], {}]}' \
     https://127.0.0.1:443/ipa/i18n_messages) || code=000
 case $code in

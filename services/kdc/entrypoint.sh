@@ -59,13 +59,16 @@ fi
 # entry, krbCanonicalName unchanged): the names a client asks a ticket for once its
 # resolver canonicalised the name it was given. The short name ("ldap", as /etc/hosts
 # answers locally) and the name under each resolver search domain: dns.podman locally,
-# <namespace>.svc.<cluster domain> in a pod, so Service DNS names work too.
+# <namespace>.svc.<cluster domain> in a pod, so Service DNS names work too. And the
+# stack's one server name ($IPA_SERVER, short and full), which FreeIPA's clients use for
+# LDAP and HTTP alike (ldap/ipa.example.test, HTTP/ipa.example.test), as on a master.
 search_domains=$(awk '$1 == "search" || $1 == "domain" { for (i = 2; i <= NF; i++) print $i }' \
     /etc/resolv.conf 2>/dev/null | sort -u)
 aliases=$(while read -r principal _; do
     case "$principal" in ''|'#'*) continue ;; esac
     kind=${principal%%/*} host=${principal#*/}; host=${host%@*}; short=${host%%.*}
-    for name in "$short" $(printf "$short.%s\n" $search_domains); do
+    for name in "$short" $(printf "$short.%s\n" $search_domains) \
+            "$IPA_SERVER" "${IPA_SERVER%%.*}" $(printf "${IPA_SERVER%%.*}.%s\n" $search_domains); do
         [ "$name" = "$host" ] && continue
         printf 'dn: krbprincipalname=%s,cn=services,cn=accounts,%s\nchangetype: modify\n' \
             "$principal" "$IPA_SUFFIX"

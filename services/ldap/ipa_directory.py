@@ -33,7 +33,7 @@ from pathlib import Path
 REALM = os.environ["IPA_REALM"]
 DOMAIN = os.environ["IPA_DOMAIN"]
 # The name FreeIPA's templates use for "this server": the directory's own host name.
-FQDN = os.environ.get("IPA_SERVER_FQDN", f"ldap.{DOMAIN}")
+FQDN = os.environ.get("IPA_SERVER", f"ipa.{DOMAIN}")  # the server name: the master
 SERVERID = "-".join(REALM.split("."))
 CONFIG_DIR = Path(f"/etc/dirsrv/slapd-{SERVERID}")
 RUN_DIR = Path("/data/run")

@@ -93,7 +93,7 @@ def test_every_object_is_in_the_project_namespace(specs: tuple[Any, list[Any]],
 def test_requests_and_limits_come_from_each_spec(specs: tuple[Any, list[Any]],
                                                  built: dict[str, list[dict[str, Any]]]
                                                  ) -> None:
-    by_name = {s.name: s for s in specs[1]}
+    by_name = {s.name: s for s in specs[1] if not s.serves_name}
     seen = set()
     for obj in built["split-userns"]:
         spec = pod_spec(obj)
@@ -166,9 +166,9 @@ def test_every_container_meets_pss_restricted(overlay: str, specs: tuple[Any, li
                                               built: dict[str, list[dict[str, Any]]]) -> None:
     workloads = [o for o in built[overlay] if pod_spec(o) is not None]
     # One workload per service, except a service that runs in another's pod (`pod:`).
-    assert len(workloads) == len([s for s in specs[1] if not s.pod])
+    assert len(workloads) == len([s for s in specs[1] if not s.pod and not s.serves_name])
     containers = {c["name"] for o in workloads for c in pod_spec(o)["containers"]}
-    assert containers == {s.name for s in specs[1]}
+    assert containers == {s.name for s in specs[1] if not s.serves_name}
     problems = [p for o in workloads for p in violations(o, _root_init(specs[1]))]
     assert problems == []
 
@@ -200,7 +200,8 @@ def test_openshift_sccs(specs: tuple[Any, list[Any]],
                 assert scc == normal, (overlay, name)
             assert "fsGroup" not in template["spec"].get("securityContext", {})
     routes = [o for o in built["openshift/split"] if o["kind"] == "Route"]
-    assert [r["spec"]["to"]["name"] for r in routes] == ["http"]
+    assert [(r["spec"]["to"]["name"], r["spec"]["port"]["targetPort"]) for r in routes] == [
+        (specs[0].server_name, "https")]  # the one server name, as clients know it
     monolith = next(o for o in built["openshift/monolithic-userns"] if pod_spec(o))
     annotations = monolith["spec"]["template"]["metadata"]["annotations"]
     assert annotations["openshift.io/required-scc"] == "nested-container"
@@ -231,12 +232,44 @@ def test_secrets_are_files_never_env(specs: tuple[Any, list[Any]],
 def test_services_map_standard_ports_tcp_and_udp(specs: tuple[Any, list[Any]],
                                                  built: dict[str, list[dict[str, Any]]]) -> None:
     services = {o["metadata"]["name"]: o for o in built["split"] if o["kind"] == "Service"}
-    for spec in specs[1]:
+    for spec in (s for s in specs[1] if not s.serves_name):
         ports = {(p["port"], p["targetPort"], p["protocol"])
                  for p in services[spec.name]["spec"]["ports"]}
         standard = {(p.service_port, p.port, p.protocol.upper()) for p in spec.ports}
         in_stack = {(p.port, p.port, p.protocol.upper()) for p in spec.ports}
         assert ports == standard | in_stack
+
+
+def test_the_server_name_reaches_each_port_on_the_pod_that_serves_it(
+        specs: tuple[Any, list[Any]], built: dict[str, list[dict[str, Any]]]) -> None:
+    """The one Service of the server name selects the ldap, http and ca pods; as a
+    Service's endpoints for a named targetPort are the selected pods that declare that
+    name (with its protocol), each standard port reaches exactly the container the spec
+    routes it to: 389 ldap, 88/464 the kdc (in ldap's pod), 443 http, 8443 ca."""
+    project, services = specs
+    server = next(s for s in services if s.serves_name)
+    for overlay in ("split", "split-userns"):
+        service = next(o for o in built[overlay] if o["kind"] == "Service"
+                       and o["metadata"]["name"] == project.server_name)
+        selector = service["spec"]["selector"]
+        pods = {o["metadata"]["name"]: pod_spec(o) for o in built[overlay]
+                if pod_spec(o) is not None and selector.items()
+                <= o["spec"]["template"]["metadata"]["labels"].items()}
+        assert set(pods) == {"ldap", "http", "ca"}, overlay
+        for port in service["spec"]["ports"]:
+            endpoints = [(pod, c["name"], p["containerPort"]) for pod, spec in pods.items()
+                         for c in spec["containers"] for p in c.get("ports", [])
+                         if p["name"] == port["targetPort"]
+                         and p["protocol"] == port["protocol"]]
+            route = next(p for p in server.ports if p.name == port["name"]).route
+            assert [e[1] for e in endpoints] == [route.service], (overlay, port, endpoints)
+    policies = {o["metadata"]["name"]: o["spec"] for o in built["split"]
+                if o["kind"] == "NetworkPolicy"}
+    open_to_all = {(p["port"], p["protocol"]) for rule in policies["ldap-allow"]["ingress"]
+                   if "from" not in rule for p in rule["ports"]}
+    assert {(3389, "TCP"), (3636, "TCP")} <= open_to_all  # clients enrol over LDAP(S)
+    ca_ingress = policies["ca-allow"]["ingress"]
+    assert all("from" in rule for rule in ca_ingress), "Dogtag stays for its own clients"
 
 
 def test_in_stack_addresses_of_the_specs_resolve_through_services(
@@ -293,7 +326,7 @@ def test_registry_and_tag_land_in_the_overlays(specs: tuple[Any, list[Any]]) -> 
                              ManifestOptions("registry.example:5000/ipa", "v9"))
     images = yaml.safe_load(files["overlays/split/kustomization.yaml"].split("\n", 2)[2])
     assert {i["newName"] for i in images["images"]} == {
-        f"registry.example:5000/ipa/{s.name}" for s in services}
+        f"registry.example:5000/ipa/{s.name}" for s in services if not s.serves_name}
     assert {i["newTag"] for i in images["images"]} == {"v9"}
 
 

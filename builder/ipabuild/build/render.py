@@ -22,8 +22,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from ipabuild import TEMPLATES
 from ipabuild.core.errors import ConfigError, UsageError
 from ipabuild.core.textsource import TemplateLoader
-from ipabuild.spec.load import load_common_files
+from ipabuild.spec.load import load_common_files, load_service, service_names, spec_path
 from ipabuild.spec.model import COMMON_DIR, PackageOverride, Project, Service, Wheel
+from ipabuild.spec.routes import resolve_routes
 
 WheelSource = Callable[[Wheel], Path]
 
@@ -104,7 +105,8 @@ def _render(env: SandboxedEnvironment, name: str, path: Path, context: dict[str,
     except jinja2.UndefinedError as exc:
         raise ConfigError(path, f"undefined template variable: {exc.message}",
                           _template_line(exc, name),
-                          "use one of project, service, family, realm, domain, suffix") from exc
+                          "use one of project, service, family, realm, domain, suffix, "
+                          "server, routes") from exc
     except jinja2.TemplateNotFound as exc:
         raise ConfigError(path, f"template {exc.name!r} not found", None,
                           "create it next to service.yaml") from exc
@@ -126,6 +128,8 @@ def template_context(project: Project, service: Service, family_name: str) -> di
         "realm": project.realm,
         "domain": project.domain,
         "suffix": project.suffix,
+        "server": project.server,
+        "routes": [],
     }
 
 
@@ -156,6 +160,9 @@ def render_service(
     common_dir = root / "services" / COMMON_DIR
     env = _environment([service_dir, common_dir, TEMPLATES])
     context = template_context(project, service, family_name)
+    if service.serves_name:  # the proxy's configuration needs its routes' container ports
+        every = [load_service(root, name, project) for name in service_names(root)]
+        context["routes"] = resolve_routes(service, every, spec_path(root, service.name))
 
     files: dict[str, tuple[bytes, int]] = {}
     for entry in load_common_files(root) + list(service.files):

@@ -25,6 +25,7 @@ from ipabuild.core.hostids import USERNS_SIZE, legacy_uid, legacy_userns_base
 from ipabuild.core.resolver import DNS_OPTIONS
 from ipabuild.spec.model import Project, Service
 from ipabuild.spec.ordering import dependency_order
+from ipabuild.spec.routes import host_names
 
 COMPOSE_STACK = "compose"
 COMPOSE_FILE = Path("compose") / "compose.yaml"
@@ -73,8 +74,8 @@ def _service_entry(project: Project, service: Service, tag: str) -> dict[str, An
     if service.secrets:
         entry["secrets"] = [{"source": s.name, "target": s.name, "uid": str(uid), "gid": "0",
                              "mode": "0440"} for s in service.secrets]
-    entry["networks"] = {NETWORK: {"aliases": [service.name,
-                                               f"{service.name}.{project.domain}"]}}
+    entry["networks"] = {NETWORK: {"aliases": host_names(service, project.domain,
+                                                         project.server_name)}}
     if service.ports:
         entry["ports"] = [f"127.0.0.1::{p.port}/{p.protocol}" for p in service.ports]
     if service.depends_on:

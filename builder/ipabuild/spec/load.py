@@ -64,9 +64,14 @@ def load_project(root: Path) -> Project:
     return project
 
 
+def spec_path(root: Path, name: str) -> Path:
+    """Where the spec of service ``name`` lives."""
+    return root / "services" / name / SERVICE_FILE
+
+
 def load_service(root: Path, name: str, project: Project) -> Service:
     """Read and validate ``services/<name>/service.yaml`` against the project."""
-    path = root / "services" / name / SERVICE_FILE
+    path = spec_path(root, name)
     doc = load_yaml(path)
     service = validate_document(Service, doc, {"name": name})
     for family_name, wanted in service.families.items():

@@ -122,6 +122,11 @@ class Project(StrictModel):
         default="ipabuild",
         description="Kubernetes namespace of the overlays' objects (`ipabuild manifests "
                     "--namespace` overrides it); never `default`")
+    server_name: str = Field(
+        default="ipa", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="the one server name FreeIPA's clients know (host label; the server "
+                    "is <server_name>.<domain>): LDAP, Kerberos and HTTP on their standard "
+                    "ports, served by the service whose ports have routes")
     default_family: str = "debian"
     source: str = "https://github.com/ipabuild/ipabuild"
     families: dict[str, Family]
@@ -141,6 +146,11 @@ class Project(StrictModel):
         if value != value.upper():
             raise ValueError("a Kerberos realm is written in capitals, e.g. EXAMPLE.TEST")
         return value
+
+    @property
+    def server(self) -> str:
+        """The server's FQDN (``ipa.example.test``): FreeIPA's master, in cn=masters."""
+        return f"{self.server_name}.{self.domain}"
 
     @property
     def suffix(self) -> str:
@@ -240,13 +250,31 @@ class FileEntry(StrictModel):
         return value.zfill(4)
 
 
+class PortRoute(StrictModel):
+    """Where a port of the server name leads: a named port of another service."""
+
+    service: str = Field(description="the service that serves this port")
+    port: str = Field(description="the name of that service's port")
+    public: bool = Field(
+        default=True,
+        description="reachable from anywhere in a cluster (a NetworkPolicy rule), as "
+                    "FreeIPA's clients need LDAP, Kerberos and HTTP; false: only from the "
+                    "target's own clients (its policy as before)")
+
+
 class Port(StrictModel):
-    name: str
+    name: str = Field(description="a Kubernetes port name (15 characters at most); a "
+                                  "Service's named targetPort selects the pods that have it")
     port: int = Field(ge=1, le=65535,
                       description="port inside the container: unprivileged (>= 1024), or "
                                   "lower only with the sysctl net.ipv4.ip_unprivileged_port_start")
     service_port: int = Field(ge=1, le=65535, description="standard port a Service exposes")
     protocol: Literal["tcp", "udp"] = "tcp"
+    route: PortRoute | None = Field(
+        default=None,
+        description="the server name's ports only: forwarded to this service's named port "
+                    "(locally by the server's proxy container; in a cluster the server's "
+                    "Service selects the pods that declare that port name)")
 
 
 def _absolute_volume_path(value: str) -> str:
@@ -453,7 +481,17 @@ class Service(StrictModel):
                 f"\"{low[0]}\"}} (namespaced, allowed by Pod Security 'restricted')")
         if self.mode == "client" and (self.ports or self.volumes or self.secrets):
             raise ValueError("a client is never deployed: it has no ports, volumes or secrets")
+        routed = [p.name for p in self.ports if p.route]
+        if routed and (self.mode != "split" or len(routed) != len(self.ports)):
+            raise ValueError("routes belong to the server name's service: a split service "
+                             "whose every port has a route")
         return self
+
+    @property
+    def serves_name(self) -> bool:
+        """Whether this service stands for the server name (its ports have routes):
+        locally a proxy container, in a cluster the Service of that name."""
+        return any(p.route for p in self.ports)
 
 
 class CommonFiles(StrictModel):

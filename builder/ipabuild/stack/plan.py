@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ipabuild.core.errors import IpabuildError, UsageError
 from ipabuild.core.resolver import DNS_OPTIONS
 from ipabuild.spec.model import Service
+from ipabuild.spec.routes import host_names
 from ipabuild.stack.idranges import StackIds
 
 STACK_LABEL = "io.ipabuild.stack"
@@ -34,6 +35,7 @@ class ServicePlan:
     domain: str
     network: str
     ids: StackIds | None = None  # the stack's host IDs, allocated by ``Stack.up``
+    server_name: str = ""  # the project's server name (answered by a routed service)
 
     @property
     def container(self) -> str:
@@ -75,9 +77,8 @@ class ServicePlan:
         return f"ipabuild-{self.stack}-{service}-{name}"
 
     def names(self) -> list[str]:
-        """The host names this service answers to: each alias, short and under the domain."""
-        return [name for alias in [self.service.name, *self.service.aliases]
-                for name in (alias, f"{alias}.{self.domain}")]
+        """The host names this service answers to (``routes.host_names``)."""
+        return host_names(self.service, self.domain, self.server_name)
 
     def create_args(self, secret_names: dict[str, str], hosts: dict[str, str]) -> dict:
         """podman-py create arguments; ``hosts`` maps every stack host name to its fixed

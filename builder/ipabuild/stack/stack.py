@@ -76,7 +76,8 @@ class Stack:
         self.network = f"ipabuild-{name}"
         self.requested_uids = dict(uids or {})  # service -> host UID it must run as
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
-                                  project.domain, self.network)
+                                  project.domain, self.network,
+                                  server_name=project.server_name)
                       for s in dependency_order(services)]
 
     @property

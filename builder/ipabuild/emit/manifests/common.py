@@ -21,6 +21,9 @@ STORAGE = "1Gi"
 ANNOTATION_ROOT_INIT = "ipabuild.io/root-in-user-namespace"
 ANNOTATION_SERVICE = "ipabuild.io/service"
 ANNOTATION_SCC = "openshift.io/required-scc"
+# On the pods that serve a port of the server name: what its Service selects (each port
+# then reaches only the pods that declare its named targetPort).
+SERVER_LABEL = "ipabuild.io/serves-server-name"
 # Namespaced capabilities a root init step keeps inside its own user namespace (chown and
 # friends on its volumes): worthless against the host, and only with hostUsers: false.
 ROOT_INIT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"]
@@ -136,3 +139,19 @@ def meta(name: str, service_name: str | None = None, **extra: Any) -> dict[str, 
         data["labels"] = labels(service_name)
     data.update(extra)
     return data
+
+
+def server_targets(services: list[Service]) -> dict[str, list[str]]:
+    """Each pod (its service's name, or its host's) serving a port of the server name ->
+    the names of its ports that are routed there publicly (reachable from anywhere)."""
+    by_name = {s.name: s for s in services}
+    found: dict[str, list[str]] = {}
+    for server in (s for s in services if s.serves_name):
+        for port in server.ports:
+            if port.route is None or port.route.service not in by_name:
+                continue
+            target = by_name[port.route.service]
+            public = found.setdefault(target.pod or target.name, [])
+            if port.route.public:
+                public.append(port.route.port)
+    return found

@@ -110,11 +110,11 @@ def _scc_ops(scc: str, remove_fs_group: bool) -> list[dict[str, Any]]:
     return ops
 
 
-def _openshift_split(services: list[Service], userns: bool) -> Tree:
+def _openshift_split(services: list[Service], userns: bool, server_name: str) -> Tree:
     patches = []
     for service in services:
-        if service.pod:
-            continue  # a container of another service's pod: that pod's patch covers it
+        if service.pod or service.serves_name:
+            continue  # another pod's container (its pod's patch covers it), or a Service
         if userns:
             scc = "nested-container" if needs_root_init(service) else "restricted-v3"
         else:
@@ -122,9 +122,15 @@ def _openshift_split(services: list[Service], userns: bool) -> Tree:
         patches.append(_patch(_kind(service), service.name,
                               _scc_ops(scc, bool(service.volumes))))
     routes = []
-    for front in web_fronts(services):
-        https = next(p.name for p in front.ports if p.service_port == 443)
-        routes.append(_route(front.name, https))
+    server = next((s for s in services if s.serves_name), None)
+    https_of_server = next((p.name for p in server.ports if p.service_port == 443),
+                           None) if server else None
+    if server and https_of_server:  # the server name's Service, as clients know it
+        routes.append(_route(server_name, https_of_server))
+    else:
+        for front in web_fronts(services):
+            https = next(p.name for p in front.ports if p.service_port == 443)
+            routes.append(_route(front.name, https))
     component: dict[str, Any] = {**COMPONENT, "patches": patches}
     tree: Tree = {}
     if routes:
@@ -163,15 +169,16 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
         {"name": SECRET, "type": "Opaque", "files": secret_files}]}]
     tree["components/userns/kustomization.yaml"] = _userns_component()
     tree["components/userns-crio/kustomization.yaml"] = _crio_component()
-    for mode, part in (("split", _openshift_split(services, False)),
-                       ("split-userns", _openshift_split(services, True)),
+    for mode, part in (("split", _openshift_split(services, False, project.server_name)),
+                       ("split-userns", _openshift_split(services, True, project.server_name)),
                        ("monolithic-userns", _openshift_monolith(services))):
         for name, documents in part.items():
             tree[f"components/openshift/{mode}/{name}"] = documents
 
     split_files = [f"{s.name}.yaml" for s in services] + ["network-policies.yaml"]
     for service in services:
-        tree[f"overlays/split/{service.name}.yaml"] = service_documents(service, services)
+        tree[f"overlays/split/{service.name}.yaml"] = service_documents(
+            service, services, project.server_name)
     tree["overlays/split/network-policies.yaml"] = network_policies(services)
     registry = options.registry.rstrip("/")
     tree["overlays/split/kustomization.yaml"] = [{
@@ -179,7 +186,8 @@ def build_tree(project: Project, services: list[Service], options: ManifestOptio
         "resources": ["../../base", *split_files],
         "components": ["../../secrets"],
         "images": [_image(image_name(s.name), f"{registry}/{s.name}", options.tag,
-                          options.digests.get(s.name, "")) for s in services]}]
+                          options.digests.get(s.name, ""))
+                   for s in services if not s.serves_name]}]
     tree["overlays/split-userns/kustomization.yaml"] = [{
         **KUSTOMIZATION, "resources": ["../split"], "components": ["../../components/userns"]}]
     tree["overlays/monolithic-userns/freeipa.yaml"] = monolith.monolith_documents(project,

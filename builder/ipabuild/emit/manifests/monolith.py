@@ -45,10 +45,15 @@ INSTALL_SECONDS = 1800
 
 
 def standard_ports(services: list[Service]) -> list[dict[str, Any]]:
-    """Every (service_port, protocol) of the split services once, in spec order."""
+    """Every (service_port, protocol) of the split services once, in spec order; the
+    server name's own names first (a port's name as FreeIPA's clients know it), its
+    internal routes (Dogtag's ports, not public) left out as the split services' are."""
     seen: dict[tuple[int, str], str] = {}
-    for service in services:
+    servers = [s for s in services if s.serves_name]
+    for service in [*servers, *(s for s in services if not s.serves_name)]:
         for port in service.ports:
+            if port.route is not None and not port.route.public:
+                continue
             seen.setdefault((port.service_port, port.protocol), port.name)
     return [{"name": name, "port": number, "protocol": protocol.upper()}
             for (number, protocol), name in seen.items()]

@@ -6,6 +6,10 @@ stateful service (one with volumes) that has clients is a *backend*: it is reach
 from those clients. Every other service is reachable on its published ports from anywhere
 (Kerberos and the web front serve the users). Egress is denied except DNS and the ports
 of the services a pod is a client of.
+
+The server name (the service whose ports have routes) has no pods: its Service selects
+the pods serving its ports. Those pods take its public ports from anywhere (FreeIPA's
+clients), and a client of the server name may reach them on every routed port.
 """
 
 from __future__ import annotations
@@ -13,8 +17,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ipabuild.emit.manifests.common import PART_OF, labels, selector
+from ipabuild.emit.manifests.common import (
+    PART_OF,
+    SERVER_LABEL,
+    labels,
+    selector,
+    server_targets,
+    spec_path,
+)
 from ipabuild.spec.model import Service
+from ipabuild.spec.routes import resolve_routes
 
 
 def _names_host(value: str, name: str) -> bool:
@@ -41,8 +53,8 @@ def is_backend(service: Service, users: list[str]) -> bool:
 def web_fronts(services: list[Service]) -> list[Service]:
     """Services nobody else uses that publish HTTPS (443): what a Route exposes."""
     users = clients(services)
-    return [s for s in services
-            if not users[s.name] and any(p.service_port == 443 for p in s.ports)]
+    return [s for s in services if not users[s.name] and not s.serves_name
+            and any(p.service_port == 443 for p in s.ports)]
 
 
 def _ports(service: Service) -> list[dict[str, Any]]:
@@ -73,20 +85,36 @@ def network_policies(services: list[Service]) -> list[dict[str, Any]]:
         """The pods a service's traffic reaches: its own, or its host's (``pod:``)."""
         return selector(by_name[name].pod or name)
 
+    public = server_targets(services)
+    routed = [(route.target.port, route.target.protocol.upper())
+              for server in services if server.serves_name
+              for route in resolve_routes(server, services, spec_path(server))]
     for service in services:
+        if service.serves_name:
+            continue  # a Service in a cluster: no pod of its own
         spec: dict[str, Any] = {"podSelector": {"matchLabels": pod_of(service.name)},
                                 "policyTypes": ["Ingress", "Egress"]}
+        spec["ingress"] = []
         if service.ports:
             rule: dict[str, Any] = {"ports": _ports(service)}
             if is_backend(service, users[service.name]):
                 rule["from"] = [{"podSelector": {"matchLabels": pod_of(user)}}
                                 for user in users[service.name]]
-            spec["ingress"] = [rule]
-        else:
-            spec["ingress"] = []
+                mine = public.get(service.pod or service.name, [])
+                if any(p.name in mine for p in service.ports):
+                    # Its ports the server name routes publicly: FreeIPA's clients.
+                    spec["ingress"].append({"ports": [
+                        {"port": p.port, "protocol": p.protocol.upper()}
+                        for p in service.ports if p.name in mine]})
+            spec["ingress"].insert(0, rule)
         egress: list[dict[str, Any]] = [DNS]
         for target in sorted(name for name, who in users.items() if service.name in who):
-            if by_name[target].ports:
+            if by_name[target].serves_name:
+                egress.append({"to": [{"podSelector": {"matchLabels": {
+                                   "app.kubernetes.io/part-of": PART_OF, SERVER_LABEL: "true"}}}],
+                               "ports": [{"port": port, "protocol": protocol}
+                                         for port, protocol in sorted(set(routed))]})
+            elif by_name[target].ports:
                 egress.append({"to": [{"podSelector": {"matchLabels": pod_of(target)}}],
                                "ports": _ports(by_name[target])})
         spec["egress"] = egress

@@ -17,14 +17,17 @@ from ipabuild.emit.manifests.common import (
     ANNOTATION_ROOT_INIT,
     ANNOTATION_SERVICE,
     CONFIG_MAP,
+    PART_OF,
     ROOT_INIT_CAPABILITIES,
     SECRET,
     SECRET_MODE,
+    SERVER_LABEL,
     STORAGE,
     image_name,
     labels,
     needs_root_init,
     selector,
+    server_targets,
     tmpfs_volume,
 )
 from ipabuild.spec.model import Service
@@ -144,7 +147,8 @@ def _init_container(service: Service) -> dict[str, Any]:
     return init
 
 
-def _pod_template(service: Service, members: list[Service]) -> dict[str, Any]:
+def _pod_template(service: Service, members: list[Service],
+                  serves_name: bool = False) -> dict[str, Any]:
     annotations = {ANNOTATION_SERVICE: service.name}
     for guest in members[1:]:
         annotations[f"{ANNOTATION_SERVICE}.{guest.name}"] = (
@@ -178,8 +182,10 @@ def _pod_template(service: Service, members: list[Service]) -> dict[str, Any]:
     volumes = _pod_volumes(members)
     if volumes:
         spec["volumes"] = volumes
-    return {"metadata": {"labels": labels(service.name), "annotations": annotations},
-            "spec": spec}
+    pod_labels = labels(service.name)
+    if serves_name:
+        pod_labels[SERVER_LABEL] = "true"
+    return {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": spec}
 
 
 def workload(service: Service, services: list[Service] | None = None) -> dict[str, Any]:
@@ -188,7 +194,9 @@ def workload(service: Service, services: list[Service] | None = None) -> dict[st
     metadata: dict[str, Any] = {"name": service.name, "labels": labels(service.name)}
     spec: dict[str, Any] = {"replicas": 1,
                             "selector": {"matchLabels": selector(service.name)},
-                            "template": _pod_template(service, members)}
+                            "template": _pod_template(
+                                service, members, service.name in server_targets(
+                                    services or [service]))}
     persistent = [v for v in service.volumes if not v.ephemeral]
     if not persistent:
         spec["strategy"] = {"type": "Recreate"}
@@ -224,8 +232,28 @@ def service_object(service: Service) -> dict[str, Any]:
     }
 
 
-def service_documents(service: Service, services: list[Service]) -> list[dict[str, Any]]:
-    """The service's workload (none for a guest of another pod) and its Service."""
+def server_service(service: Service, server_name: str) -> dict[str, Any]:
+    """The one server name FreeIPA's clients know: a Service without pods of its own whose
+    ports name their targets' ports (``targetPort`` by name), so each port reaches only
+    the pods that declare that name (ldap's, kdc's in ldap's pod, http's, ca's)."""
+    ports = [{"name": p.name, "port": p.service_port, "targetPort": p.route.port,
+              "protocol": p.protocol.upper()} for p in service.ports if p.route]
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": server_name, "labels": labels(service.name),
+                     "annotations": {ANNOTATION_SERVICE: service.name}},
+        "spec": {"selector": {"app.kubernetes.io/part-of": PART_OF, SERVER_LABEL: "true"},
+                 "ports": ports},
+    }
+
+
+def service_documents(service: Service, services: list[Service],
+                      server_name: str = "ipa") -> list[dict[str, Any]]:
+    """The service's workload (none for a guest of another pod) and its Service; for the
+    service that stands for the server name, only the Service of that name (locally its
+    proxy container does what the Service does in a cluster)."""
+    if service.serves_name:
+        return [server_service(service, server_name)]
     documents = [] if service.pod else [workload(service, services)]
     if service.ports:
         documents.append(service_object(service))

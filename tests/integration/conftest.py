@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.podman_cli import Sandbox
+from tests.integration.podman_cli import Sandbox, sh
 from tests.integration.stack_client import Client, build_client_image
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ["ldap", "kdc", "http", "ca"]
+SERVICES = ["ldap", "kdc", "http", "ca", "server"]
 # What the shared test stack starts: everything (http pulls in kdc, ca and ldap).
 STACK_SERVICES: list[str] = []
 # The services that run in the host's user namespace under a UID of their own (the ca
 # runs as its image's UID in a namespace of its own).
-HOST_UID_SERVICES = ["ldap", "kdc", "http"]
+HOST_UID_SERVICES = ["ldap", "kdc", "http", "server"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -121,3 +121,11 @@ def _interrupt_up_during_init(name: str, uid_options: list[str]) -> float:
 @pytest.fixture(scope="session")
 def client(stack: str) -> Client:
     return Client(stack, ROOT / ".ipabuild" / "secrets" / stack)
+
+
+@pytest.fixture(scope="module")
+def ca_pem(stack: str) -> str:
+    """The IPA CA's certificate as Dogtag's own NSS database holds it."""
+    pem = sh(["podman", "exec", f"ipabuild-{stack}-ca", "cat", "/tmp/ipabuild-ca/ca.pem"]).stdout
+    assert "BEGIN CERTIFICATE" in pem, pem
+    return pem

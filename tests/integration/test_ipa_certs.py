@@ -11,18 +11,8 @@ import uuid
 import pytest
 
 from tests.integration.conftest import ipabuild
-from tests.integration.podman_cli import sh
 from tests.integration.stack_client import Client
 from tests.integration.test_ipa_api import ipa
-
-
-@pytest.fixture(scope="module")
-def ca_pem(stack: str) -> str:
-    """The IPA CA's certificate as Dogtag's own NSS database holds it."""
-    pem = sh(["podman", "exec", f"ipabuild-{stack}-ca", "cat", "/tmp/ipabuild-ca/ca.pem"]).stdout
-    assert "BEGIN CERTIFICATE" in pem, pem
-    return pem
-
 
 ANCHOR = 'printf "%s" "$CA_PEM" > /tmp/ipa-ca.pem && '
 
@@ -44,11 +34,18 @@ def test_http_and_ldap_serve_certificates_the_ipa_ca_issued(client: Client, ca_p
           "openssl s_client -connect ldap.example.test:3389 -starttls ldap "
           "-verify_hostname ldap.example.test -CAfile /tmp/ipa-ca.pem -verify_return_error "
           "</dev/null 2>&1 | grep -E '^(Verify return code|subject=)'; "
+          # The same certificates by the server name, on the standard ports.
+          "openssl s_client -connect ipa.example.test:443 -servername ipa.example.test "
+          "-verify_hostname ipa.example.test -CAfile /tmp/ipa-ca.pem -verify_return_error "
+          "</dev/null 2>&1 | grep -E '^(Verify return code|subject=)'; "
+          "openssl s_client -connect ipa.example.test:636 "
+          "-verify_hostname ipa.example.test -CAfile /tmp/ipa-ca.pem -verify_return_error "
+          "</dev/null 2>&1 | grep -E '^(Verify return code|subject=)'; "
           "cmp /tmp/ipa-ca.pem /tmp/ipa/ca.crt && echo anchor-is-the-ipa-ca",
         env={"CA_PEM": ca_pem})
     out = result.stdout + result.stderr
-    assert out.count("Verify return code: 0 (ok)") == 2, out
-    assert "CN=http.example.test" in out and "CN=ldap.example.test" in out, out
+    assert out.count("Verify return code: 0 (ok)") == 4, out
+    assert out.count("CN=ipa.example.test") == 4, out  # FreeIPA's master: the server name
     assert "CN=Certificate Authority" in out, out
     # The toolbox's first-use anchor (the top of http's chain) is the IPA CA itself.
     assert "anchor-is-the-ipa-ca" in out, out

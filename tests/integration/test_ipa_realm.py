@@ -146,7 +146,7 @@ def test_service_principals_answer_to_the_names_clients_canonicalise_to(
         'ldapwhoami -N -Q -Y GSSAPI -H "ldap://ldap.$domain:3389" && '
         # httpd accepts the alias' ticket; the API then checks the Referer's host itself
         'curl -sS -k --negotiate -u : -o /dev/null -w "http:%{http_code}\\n" '
-        '-H "Referer: https://http.example.test/ipa" '
+        '-H "Referer: https://ipa.example.test/ipa" '
         '"https://http.$domain/ipa/session/login_kerberos" && klist')
     result = client.run(script, env=admin_env(client))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -21,7 +21,7 @@ from tests.integration.stack_client import Client
 from tests.integration.test_ipa_api import ipa
 
 NEW_TAG = f"upgrade-{uuid.uuid4().hex[:6]}"
-SERVICES = ("ldap", "kdc", "ca", "http")
+SERVICES = ("ldap", "kdc", "ca", "http", "server")
 PROBE = "cn=upgrade-probe,cn=etc,dc=example,dc=test"
 PROBE_UPDATE = """# test_upgrade.py: one more update file in the newer ldap image
 dn: cn=upgrade-probe,cn=etc,$SUFFIX

@@ -3,8 +3,9 @@ headless Chromium (selenium + chromium-driver) logs in through the login form (f
 login: /ipa/session/login_password, a Kerberos ticket made by ipaserver, a session
 cookie from mod_auth_gssapi) and the user list shows a user added through the API.
 
-The browser runs on the host and reaches http's published port; Chromium maps the name
-http.example.test to it, so the URL, Host and Referer are what FreeIPA expects. http's
+The browser runs on the host and reaches the server name's published 443 (the stack's
+proxy, as a client's network would); Chromium maps ipa.example.test, FreeIPA's server
+name, to it, so the URL, Host and Referer are what FreeIPA expects. http's
 certificate is self-signed until the CA issues it (docs/freeipa.md): the browser is told
 to accept it, which is the only thing this test does not prove."""
 
@@ -24,7 +25,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / ".ipabuild" / "artifacts"
 
 
 def _https_port(stack: str) -> str:
-    out = subprocess.run(["podman", "port", f"ipabuild-{stack}-http", "443/tcp"],
+    out = subprocess.run(["podman", "port", f"ipabuild-{stack}-server", "443/tcp"],
                          capture_output=True, text=True, check=True).stdout.split()
     return out[0].rsplit(":", 1)[1]
 
@@ -43,7 +44,7 @@ def browser(stack: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--ignore-certificate-errors", "--window-size=1280,900",
-                 f"--host-resolver-rules=MAP http.example.test 127.0.0.1:{_https_port(stack)}",
+                 f"--host-resolver-rules=MAP ipa.example.test 127.0.0.1:{_https_port(stack)}",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options,
@@ -70,7 +71,7 @@ def test_admin_logs_in_through_the_form_and_sees_the_user(
 
     driver = browser
     wait = WebDriverWait(driver, 60)  # type: ignore[arg-type]
-    driver.get("https://http.example.test/ipa/ui/")  # type: ignore[attr-defined]
+    driver.get("https://ipa.example.test/ipa/ui/")  # type: ignore[attr-defined]
     # The login form (name= is also on its labels and wrappers: the inputs are wanted).
     field = wait.until(ready.visibility_of_element_located(
         (By.CSS_SELECTOR, "input[name=username]")))

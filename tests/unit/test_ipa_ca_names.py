@@ -52,7 +52,7 @@ def test_a_changed_dogtag_profile_is_refused_not_guessed(tmp_path: Path) -> None
 
 def _certificate(key: ec.EllipticCurvePrivateKey, names: list[str],
                  days: int = 700) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ipa")]))
                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA")]))

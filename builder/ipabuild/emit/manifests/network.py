@@ -37,6 +37,8 @@ def clients(services: list[Service]) -> dict[str, list[str]]:
     """For each service, the sorted names of the services that use it."""
     result: dict[str, set[str]] = {s.name: set() for s in services}
     for user in services:
+        if user.serves_name:
+            continue  # a Service in a cluster, not a client: it only forwards
         for target in services:
             if target.name == user.name:
                 continue

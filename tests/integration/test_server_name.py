@@ -30,8 +30,9 @@ def test_ldap_on_389_and_636_as_the_server(client: Client) -> None:
     result = client.run(
         KINIT_ADMIN + " && ldapwhoami -Q -Y GSSAPI -H ldap://ipa.example.test"
         " && ldapsearch -LLL -x -H ldap://ipa.example.test -s base -b '' namingContexts"
-        " && LDAPTLS_CACERT=/tmp/ipa/ca.crt ldapsearch -LLL -x -H ldaps://ipa.example.test"
-        " -b 'cn=masters,cn=ipa,cn=etc,dc=example,dc=test' -s one cn",
+        " && LDAPTLS_CACERT=/tmp/ipa/ca.crt ldapsearch -LLL -Q -Y GSSAPI"
+        " -H ldaps://ipa.example.test -b 'cn=masters,cn=ipa,cn=etc,dc=example,dc=test'"
+        " -s one cn",
         kdc=f"{SERVER}:88", env=admin_env(client))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
@@ -63,7 +64,7 @@ def test_a_port_nobody_serves_is_refused_at_once(client: Client) -> None:
     started = time.monotonic()
     result = client.run("curl -sS --max-time 20 http://ipa.example.test:3389/; echo rc=$?")
     out = result.stdout + result.stderr
-    assert "rc=7" in out and "refused" in out.lower(), out  # 7: could not connect
+    assert "rc=7" in out, out  # 7: could not connect (28 would be the timeout)
     assert time.monotonic() - started < 15, "a refused connection, not a timeout"
 
 

@@ -242,10 +242,10 @@ def test_services_map_standard_ports_tcp_and_udp(specs: tuple[Any, list[Any]],
 
 def test_the_server_name_reaches_each_port_on_the_pod_that_serves_it(
         specs: tuple[Any, list[Any]], built: dict[str, list[dict[str, Any]]]) -> None:
-    """The one Service of the server name selects the ldap, http and ca pods; as a
-    Service's endpoints for a named targetPort are the selected pods that declare that
-    name (with its protocol), each standard port reaches exactly the container the spec
-    routes it to: 389 ldap, 88/464 the kdc (in ldap's pod), 443 http, 8443 ca."""
+    """The one Service of the server name selects the ldap and http pods; as a Service's
+    endpoints for a named targetPort are the selected pods that declare that name (with
+    its protocol), each standard port reaches exactly the container the spec routes it
+    to: 389/636 ldap, 88/464 the kdc (in ldap's pod), 80/443 http."""
     project, services = specs
     server = next(s for s in services if s.serves_name)
     for overlay in ("split", "split-userns"):
@@ -255,7 +255,7 @@ def test_the_server_name_reaches_each_port_on_the_pod_that_serves_it(
         pods = {o["metadata"]["name"]: pod_spec(o) for o in built[overlay]
                 if pod_spec(o) is not None and selector.items()
                 <= o["spec"]["template"]["metadata"]["labels"].items()}
-        assert set(pods) == {"ldap", "http", "ca"}, overlay
+        assert set(pods) == {"ldap", "http"}, overlay
         for port in service["spec"]["ports"]:
             endpoints = [(pod, c["name"], p["containerPort"]) for pod, spec in pods.items()
                          for c in spec["containers"] for p in c.get("ports", [])

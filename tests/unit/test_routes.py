@@ -39,9 +39,10 @@ def test_the_real_server_routes_every_standard_port_to_its_service() -> None:
               for r in resolve_routes(server, services, "services/server/service.yaml")}
     assert routes[(389, "tcp")] == ("ldap", 3389) and routes[(636, "tcp")] == ("ldap", 3636)
     assert routes[(88, "udp")] == ("kdc", 8088) and routes[(464, "tcp")] == ("kdc", 8464)
-    assert routes[(443, "tcp")] == ("http", 443) and routes[(8443, "tcp")] == ("ca", 8443)
+    assert routes[(443, "tcp")] == ("http", 443) and routes[(80, "tcp")] == ("http", 80)
+    assert len(routes) == 8
     assert host_names(server, project.domain, project.server_name) == [
-        "server", "server.example.test", "ipa", "ipa.example.test"]
+        "ipa", "ipa.example.test", "server", "server.example.test"]
 
 
 def test_a_route_to_nothing_names_the_spec() -> None:

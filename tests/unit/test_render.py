@@ -175,3 +175,15 @@ def test_copy_from_a_runnable_service_is_refused(project_copy: Path) -> None:
     project = load_project(project_copy)
     with pytest.raises(ConfigError, match="mode: stage"):
         with_stages(project_copy, project, "debian", load_services(project_copy, project, ["kdc"]))
+
+
+def test_every_patch_under_services_goes_into_its_image() -> None:
+    """A patch file the spec does not list would be silently left out of the build."""
+    from ipabuild.spec.load import load_project, load_service
+
+    project = load_project(ROOT)
+    for directory in sorted((ROOT / "services").glob("*/patches")):
+        service = load_service(ROOT, directory.parent.name, project)
+        listed = {entry.src for entry in service.files}
+        for patch in sorted(directory.glob("*.patch")):
+            assert f"patches/{patch.name}" in listed, f"{patch} is not in {service.name}'s files"

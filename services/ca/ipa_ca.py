@@ -19,7 +19,13 @@ Steps, each a no-op when already done (so a newer image completes an older volum
 * ``ipa_ca_entry``: cn=ipa,cn=cas,cn=ca with the host authority's ID
   (``ensure_ipa_authority_entry``);
 * ``default_caacl``: the CA ACL hosts_services_caIPAserviceCert (``ensure_default_caacl``);
-* ``ca_service_entry``: cn=CA under the master entry, so ``ca_is_enabled`` is true.
+* ``ca_service_entry``: cn=CA under the master entry, so ``ca_is_enabled`` is true;
+* ``subject_base``: ipaCertificateSubjectBase on cn=ipaConfig, the certificates' subject
+  base (``ca.set_subject_base_in_config``; host enrolment's ``join`` reads it);
+* ``ca_certificate_store``: the IPA CA's certificate in FreeIPA's certificate store,
+  cn=<REALM> IPA CA,cn=certificates,cn=ipa,cn=etc, trusted for every use, as the
+  installer's ``certstore.put_ca_cert_nss`` writes it (``ipa-client-install`` reads it
+  there; cn=CAcert, the compat copy, is the entrypoint's).
 
 Usage: ``python3 ipa_ca.py setup`` (the entrypoint runs it once Tomcat answers).
 """
@@ -270,6 +276,10 @@ class Directory:
         log(f"added {dn}")
         return True
 
+    def add(self, dn: str, attrs: dict[str, list[bytes]]) -> None:
+        """Add ``dn`` with binary values (certificates, keys) as they are."""
+        self.conn.add_s(dn, list(attrs.items()))
+
     def add_value(self, dn: str, attr: str, value: bytes) -> None:
         with contextlib.suppress(ldap.TYPE_OR_VALUE_EXISTS):
             self.conn.modify_s(dn, [(ldap.MOD_ADD, attr, [value])])
@@ -290,6 +300,56 @@ def valid_for(cert: x509.Certificate, key: Any, dns_names: tuple[str, ...] = ())
     not_before, not_after = derived_keys.validity(cert)
     return (derived_keys.certifies(cert, key) and not_before <= now
             and not_after > now + RENEW_BEFORE and set(dns_names) <= dns_names_of(cert))
+
+
+# certstore's key policy for trust flags "CT,C,C" (the IPA CA): server and client
+# authentication, e-mail protection, code signing (ipalib.x509's EKU_* OIDs).
+CA_KEY_EXT_USAGE = ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.4",
+                    "1.3.6.1.5.5.7.3.3"]
+
+
+def ca_certificate_store_entry(cert: x509.Certificate, realm: str) -> dict[str, list[bytes]]:
+    """The attributes of the IPA CA's entry in FreeIPA's certificate store, as
+    ``certstore.init_ca_entry`` makes them (subject and issuer as RFC 4514 strings, most
+    significant RDN last, as ipapython's DN prints them)."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    subject = cert.subject.rfc4514_string().replace("\\;", "\\3b")
+    issuer = cert.issuer.rfc4514_string().replace("\\;", "\\3b")
+    return {
+        "objectClass": [b"ipaCertificate", b"pkiCA", b"ipaKeyPolicy"],
+        "cn": [f"{realm} IPA CA".encode()],
+        "ipaCertSubject": [subject.encode()],
+        "ipaCertIssuerSerial": [f"{issuer};{cert.serial_number}".encode()],
+        "ipaPublicKey": [spki],
+        "cACertificate;binary": [der],
+        "ipaKeyTrust": [b"trusted"],
+        "ipaKeyExtUsage": [oid.encode() for oid in CA_KEY_EXT_USAGE],
+        "ipaConfigString": [b"ipaCA", b"compatCA"],
+    }
+
+
+def ensure_subject_base(config: dict[str, Any], directory: Directory) -> None:
+    dn = f"cn=ipaConfig,cn=etc,{config['suffix']}"
+    entry = directory.get(dn, ["ipaCertificateSubjectBase"])
+    if entry is None:
+        raise SetupError(f"{dn} does not exist (the ldap service's directory makes it)")
+    if not entry.get("ipacertificatesubjectbase"):
+        directory.add_value(dn, "ipaCertificateSubjectBase", config["subject_base"].encode())
+        log(f"set the certificates' subject base {config['subject_base']} on {dn}")
+
+
+def ensure_ca_certificate_store(config: dict[str, Any], directory: Directory) -> None:
+    with open(CA_PEM, "rb") as handle:
+        cert = x509.load_pem_x509_certificate(handle.read(), default_backend())
+    container = f"cn=certificates,cn=ipa,cn=etc,{config['suffix']}"
+    directory.ensure(container, {"objectClass": ["top", "nsContainer"],
+                                 "cn": ["certificates"]})
+    dn = f"cn={config['realm']} IPA CA,{container}"
+    if directory.get(dn, ["cn"]) is None:
+        directory.add(dn, ca_certificate_store_entry(cert, config["realm"]))
+        log(f"added the IPA CA's certificate to FreeIPA's certificate store at {dn}")
 
 
 def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag, directory: Directory) -> None:
@@ -433,6 +493,8 @@ def setup() -> None:
         ensure_ipa_ca_entry(config, dogtag, directory)
         ensure_default_caacl(config, directory)
         ensure_ca_service_entry(config, directory)
+        ensure_subject_base(config, directory)
+        ensure_ca_certificate_store(config, directory)
         # In the file's order: a certificate whose service restarts to serve it
         # (served_at) comes last, as that restart interrupts the directory, and this
         # waits for it, so that the CA is healthy only when the stack is settled.

@@ -84,3 +84,20 @@ def test_a_certificate_without_a_wanted_name_is_issued_again() -> None:
     assert not ipa_ca.valid_for(_certificate(key, list(wanted), days=10), key, wanted)
     other = ec.generate_private_key(ec.SECP256R1())
     assert not ipa_ca.valid_for(_certificate(other, list(wanted)), key, wanted)
+
+
+def test_the_ca_enters_freeipas_certificate_store_as_the_installer_writes_it() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "EXAMPLE.TEST"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "Certificate Authority")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    entry = ipa_ca.ca_certificate_store_entry(cert, "EXAMPLE.TEST")
+    assert entry["cn"] == [b"EXAMPLE.TEST IPA CA"]
+    assert entry["ipaCertSubject"] == [b"CN=Certificate Authority,O=EXAMPLE.TEST"]
+    assert entry["ipaCertIssuerSerial"] == [b"CN=Certificate Authority,O=EXAMPLE.TEST;1"]
+    assert entry["ipaKeyTrust"] == [b"trusted"]
+    assert set(entry["ipaConfigString"]) == {b"ipaCA", b"compatCA"}
+    assert x509.load_der_x509_certificate(entry["cACertificate;binary"][0]) == cert

@@ -15,6 +15,15 @@ from tests.integration.test_ipa_certs import ANCHOR
 SERVER = "ipa.example.test"
 
 
+def _as_admin(client: Client, script: str) -> str:
+    """``script`` after kinit admin, with Kerberos on the server name; its output."""
+    result = client.run(KINIT_ADMIN + " && " + script, kdc=f"{SERVER}:88",
+                        env=admin_env(client))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    return out
+
+
 def test_kerberos_on_88_and_464_udp_and_tcp(client: Client) -> None:
     for udp_limit in (1, 65535):  # 1: TCP only; 65535: UDP first
         result = client.run(KINIT_ADMIN + " && klist && kvno ldap/ipa.example.test "
@@ -27,15 +36,12 @@ def test_kerberos_on_88_and_464_udp_and_tcp(client: Client) -> None:
 
 
 def test_ldap_on_389_and_636_as_the_server(client: Client) -> None:
-    result = client.run(
-        KINIT_ADMIN + " && ldapwhoami -Q -Y GSSAPI -H ldap://ipa.example.test"
+    out = _as_admin(
+        client, "ldapwhoami -Q -Y GSSAPI -H ldap://ipa.example.test"
         " && ldapsearch -LLL -x -H ldap://ipa.example.test -s base -b '' namingContexts"
         " && LDAPTLS_CACERT=/tmp/ipa/ca.crt ldapsearch -LLL -Q -Y GSSAPI"
         " -H ldaps://ipa.example.test -b 'cn=masters,cn=ipa,cn=etc,dc=example,dc=test'"
-        " -s one cn",
-        kdc=f"{SERVER}:88", env=admin_env(client))
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+        " -s one cn")
     assert "dn: uid=admin,cn=users,cn=accounts,dc=example,dc=test" in out, out
     assert "namingContexts: dc=example,dc=test" in out, out
     # FreeIPA's server is the server name (its master entry), over LDAPS verified by name.
@@ -48,14 +54,11 @@ def test_ipa_knows_the_server_name(client: Client) -> None:
 
 
 def test_http_on_443_and_80(client: Client) -> None:
-    result = client.run(
-        KINIT_ADMIN + " && curl -sS --negotiate -u : --cacert /tmp/ipa/ca.crt"
+    out = _as_admin(
+        client, "curl -sS --negotiate -u : --cacert /tmp/ipa/ca.crt"
         " https://ipa.example.test/ipa/whoami"
         " && curl -sS -o /dev/null -w 'http:%{http_code} %{redirect_url}\\n'"
-        " http://ipa.example.test/ipa/ui/",
-        kdc=f"{SERVER}:88", env=admin_env(client))
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+        " http://ipa.example.test/ipa/ui/")
     assert "admin@EXAMPLE.TEST" in out, out
     assert "http:301 https://ipa.example.test/ipa/ui/" in out, out
 

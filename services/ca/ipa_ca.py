@@ -69,6 +69,11 @@ IPA_CA_RECORD = "ipa-ca"
 # then the CN), so one certificate names the server and the service's own host.
 DOGTAG_PROFILES_DIR = "/usr/share/pki/ca/profiles/ca"
 SAN_PROFILE = "ipabuildECServerCertSAN"
+ID_PKINIT_SAN = "1.3.6.1.5.2.2"
+# FreeIPA's KDC profile asks for RSA keys; the split's keys are derived EC P-256 keys
+# (derived_keys.py), which MIT's PKINIT takes too: the profile accepts both key types,
+# as Dogtag's own caUserCert does (keyType "-").
+EC_TOO = {"KDCs_PKINIT_Certs"}
 SAN_POLICY = """policyset.serverCertSet.11.constraint.class_id=noConstraintImpl
 policyset.serverCertSet.11.constraint.name=No Constraint
 policyset.serverCertSet.11.default.class_id=userExtensionDefaultImpl
@@ -112,10 +117,26 @@ def profile_text(profile_id: str, config: dict[str, Any]) -> bytes:
     path = os.path.join(PROFILES_DIR, f"{profile_id}.cfg")
     with open(path, encoding="utf-8") as handle:
         template = string.Template(handle.read())
-    return template.substitute(
+    text = template.substitute(
         DOMAIN=config["domain"], IPA_CA_RECORD=IPA_CA_RECORD,
         CRL_ISSUER="CN=Certificate Authority,o=ipaca", SUBJECT_DN_O=config["subject_base"],
-        ACME_AGENT_GROUP=ACME_AGENT_GROUP).encode()
+        ACME_AGENT_GROUP=ACME_AGENT_GROUP)
+    return (with_ec_keys(text, profile_id) if profile_id in EC_TOO else text).encode()
+
+
+def with_ec_keys(text: str, profile_id: str) -> str:
+    """``text`` with its key constraint widened to EC keys as well as RSA ones."""
+    lines = text.splitlines()
+    constraint = [i for i, line in enumerate(lines)
+                  if line.endswith(".constraint.params.keyType=RSA")]
+    if len(constraint) != 1:
+        raise SetupError(f"{profile_id}: no single RSA key constraint to widen: FreeIPA's "
+                         "profile changed")
+    prefix = lines[constraint[0]].rsplit("keyType=", 1)[0]
+    lines[constraint[0]] = prefix + "keyType=-"
+    sizes = next(i for i, line in enumerate(lines) if line.startswith(prefix + "keyParameters="))
+    lines[sizes] += ",nistp256,nistp384,nistp521"
+    return "\n".join(lines) + "\n"
 
 
 def san_profile_text(directory: str = DOGTAG_PROFILES_DIR) -> bytes:
@@ -137,17 +158,44 @@ def san_profile_text(directory: str = DOGTAG_PROFILES_DIR) -> bytes:
     return ("\n".join(header + kept) + "\n" + SAN_POLICY).encode()
 
 
-def certificate_request(key: Any, subject: str, dns_names: tuple[str, ...] = ()) -> str:
+def _der(tag: int, content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        return bytes([tag, length]) + content
+    size = (length.bit_length() + 7) // 8
+    return bytes([tag, 0x80 | size]) + length.to_bytes(size, "big") + content
+
+
+def krb5_principal_name(principal: str) -> bytes:
+    """RFC 4556's KRB5PrincipalName (the id-pkinit-san otherName) of ``name@REALM``,
+    DER-encoded: the KDC's certificate names krbtgt/REALM@REALM this way, and clients
+    check it before they trust the KDC's PKINIT reply."""
+    name, _, realm = principal.rpartition("@")
+    components = name.split("/")
+    name_type = 2 if components[0] == "krbtgt" else 1  # NT-SRV-INST, NT-PRINCIPAL
+    strings = b"".join(_der(0x1B, part.encode()) for part in components)
+    principal_name = _der(0x30, _der(0xA0, _der(0x02, bytes([name_type])))
+                          + _der(0xA1, _der(0x30, strings)))
+    return _der(0x30, _der(0xA0, _der(0x1B, realm.encode())) + _der(0xA1, principal_name))
+
+
+def certificate_request(key: Any, subject: str, dns_names: tuple[str, ...] = (),
+                        krb5_principal: str | None = None) -> str:
     """A PKCS#10 request for ``subject`` (given most significant RDN first, as Dogtag
-    prints it) signed by ``key``, asking for ``dns_names`` as its subjectAltName."""
+    prints it) signed by ``key``, asking for ``dns_names`` (and a Kerberos principal,
+    for a KDC) as its subjectAltName."""
     rdns = [part.split("=", 1) for part in subject.split(",")]
     oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME}
     name = x509.Name([x509.NameAttribute(oids[kind.strip().upper()], value.strip())
                       for kind, value in reversed(rdns)])
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
-    if dns_names:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    if krb5_principal:
+        alt_names.append(x509.OtherName(x509.ObjectIdentifier(ID_PKINIT_SAN),
+                                        krb5_principal_name(krb5_principal)))
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names),
+                                        critical=False)
     csr = builder.sign(key, hashes.SHA256(), default_backend())
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -369,7 +417,8 @@ def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag, directory: Director
     if usable:
         cert = max(usable, key=lambda item: derived_keys.validity(item)[1])
     else:
-        cert = dogtag.issue(certificate_request(key, spec["subject"], dns_names),
+        cert = dogtag.issue(certificate_request(key, spec["subject"], dns_names,
+                                                spec.get("krb5_principal")),
                             spec["profile"])
         directory.add_value(dn, "userCertificate;binary",
                             cert.public_bytes(serialization.Encoding.DER))
@@ -410,6 +459,8 @@ def ensure_profiles(config: dict[str, Any], dogtag: Dogtag, directory: Directory
     for profile_id, description, store_issued in included_profiles():
         dn = f"cn={profile_id},{container}"
         if directory.get(dn, ["cn"]) is not None:
+            if profile_id in EC_TOO:  # an older stack imported it for RSA keys only
+                dogtag.ensure_profile(profile_id, profile_text(profile_id, config))
             continue
         dogtag.ensure_profile(profile_id, profile_text(profile_id, config))
         directory.ensure(dn, {"objectClass": ["ipacertprofile"], "cn": [profile_id],

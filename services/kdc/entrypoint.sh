@@ -18,7 +18,7 @@ admin_dn="uid=admin,cn=users,cn=accounts,$IPA_SUFFIX"
 ipabuild_ensure_user
 umask 0077
 mkdir -p "$run"
-sed -e "s#@RUN@#$run#" /usr/share/ipabuild/kdc.conf.in >"$run/kdc.conf"
+sed -e "s#@RUN@#$run#" /usr/share/ipabuild/kdc.conf.in >"$run/kdc.conf"  # no PKINIT yet
 cp /usr/share/ipabuild/krb5.conf.in "$run/krb5.conf"
 export KRB5_CONFIG=$run/krb5.conf KRB5_KDC_PROFILE=$run/kdc.conf
 
@@ -117,6 +117,59 @@ if ! directory -b "$admin_dn" -s base '(krbPrincipalKey=*)' dn | grep -q '^dn'; 
     ipabuild_log "admin@$IPA_REALM has its keys (ipa-pwd-extop)"
 fi
 
+# The KDC's service entry under the server's master entry (krbinstance's _ldap_enable),
+# where the ca service publishes the PKINIT certificate and `ipa pkinit-status` looks.
+kdc_entry="cn=KDC,cn=$IPA_SERVER,cn=masters,cn=ipa,cn=etc,$IPA_SUFFIX"
+out=$(printf 'dn: %s\nchangetype: add\nobjectClass: nsContainer\nobjectClass: ipaConfigObject\ncn: KDC\nipaConfigString: enabledService\nipaConfigString: startOrder 10\n' \
+    "$kdc_entry" | ldapmodify -c -Q -Y EXTERNAL -H "$ldapi" 2>&1 || true)
+if printf '%s\n' "$out" | grep '^ldap_' | grep -v 'Already exists (68)'; then
+    ipabuild_die "could not add $kdc_entry: $out"
+fi
+
+# PKINIT (anonymous PKINIT: FAST armor, `kinit -n`): the certificate the ca service had
+# Dogtag issue for the key derived from kdc-pkinit-key-seed, and the IPA CA as anchor.
+keys() { python3 /usr/local/lib/ipabuild/derived_keys.py "$@"; }
+pkinit_files() {
+    directory -b "$kdc_entry" -s base 'userCertificate;binary' |
+        keys select kdc-pkinit-key-seed kdc-pkinit "$run/kdc.crt" || return 1
+    keys key kdc-pkinit-key-seed kdc-pkinit "$run/kdc.key" || return 1
+    directory -b "cn=CAcert,cn=ipa,cn=etc,$IPA_SUFFIX" -s base 'cACertificate;binary' |
+        sed -n 's/^cACertificate;binary:: //p' | base64 -d |
+        openssl x509 -inform DER -out "$run/ca.pem" 2>/dev/null
+}
+kdc_conf() {  # $1: on | off
+    local lines=""
+    [ "$1" = on ] && lines="pkinit_identity = FILE:$run/kdc.crt,$run/kdc.key\\n        pkinit_anchors = FILE:$run/ca.pem\\n        pkinit_pool = FILE:$run/ca.pem\\n        pkinit_indicator = pkinit"
+    sed -e "s#@RUN@#$run#" -e "s#^\( *\)\# @PKINIT@.*#\1$lines#" /usr/share/ipabuild/kdc.conf.in >"$run/kdc.conf"
+    echo "$1" >"$run/pkinit"  # for the health check
+}
+pkinit_enabled() {  # FreeIPA's pkinitEnabled marker, what `ipa pkinit-status` reads
+    printf 'dn: %s\nchangetype: modify\nadd: ipaConfigString\nipaConfigString: pkinitEnabled\n' \
+        "$kdc_entry" | ldapmodify -Q -Y EXTERNAL -H "$ldapi" >/dev/null 2>&1 || true
+}
+
 ipabuild_log "starting kadmind (kpasswd 8464, kadmin 8749) and krb5kdc for $IPA_REALM (8088)"
 /usr/sbin/kadmind -nofork &
-exec /usr/sbin/krb5kdc -n
+if pkinit_files; then
+    kdc_conf on && pkinit_enabled
+    ipabuild_log "PKINIT on: $(openssl x509 -in "$run/kdc.crt" -noout -subject)"
+    exec /usr/sbin/krb5kdc -n
+fi
+# No certificate yet (the CA starts after the KDC on a new stack): serve password logins
+# now, and restart krb5kdc (it reads its PKINIT identity only at start) once it exists.
+kdc_conf off
+ipabuild_log "PKINIT off until the ca service publishes the KDC's certificate at $kdc_entry"
+/usr/sbin/krb5kdc -n &
+kdc=$!
+trap 'kill "$kdc" 2>/dev/null; wait "$kdc"; exit 0' TERM INT  # a clean stop, as with exec
+while kill -0 "$kdc" 2>/dev/null; do
+    sleep 5
+    pkinit_files 2>/dev/null || continue
+    kdc_conf on && pkinit_enabled
+    ipabuild_log "PKINIT certificate found: restarting krb5kdc with PKINIT on"
+    kill "$kdc"; wait "$kdc" || true
+    /usr/sbin/krb5kdc -n &
+    kdc=$!
+    break
+done
+wait "$kdc"

@@ -11,3 +11,9 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/8088) 2>/dev/null; then
     exit 1
 fi
 (exec 4<>/dev/tcp/127.0.0.1/8464) 2>/dev/null || { echo "kdc: kadmind not listening on kpasswd port 8464"; exit 1; }
+# Healthy either way; say whether anonymous PKINIT (FAST armor) is served yet.
+if [ "$(cat /tmp/ipabuild-kdc/pkinit 2>/dev/null)" = on ]; then
+    echo "kdc: healthy, PKINIT on"
+else
+    echo "kdc: healthy, PKINIT off: no KDC certificate yet (password logins only)"
+fi

@@ -2,7 +2,9 @@
 sssd and krb5-user (not ipabuild's build) run ``ipa-client-install`` against the one
 server name, both ways FreeIPA documents (admin's password; a one-time password from
 ``ipa host-add --random``), then SSSD resolves and PAM authenticates an IPA user, the host
-keytab works, the server records the keytab, and ``--uninstall`` removes the host again.
+keytab works, anonymous PKINIT (``kinit -n``) against the KDC's certificate from the
+stack's Dogtag works, the server records the keytab, and ``--uninstall`` removes the host
+again.
 
 The client is a container on the stack's network with a host name under the domain and
 no systemd as init: ``sssd -i`` runs in the foreground (systemctl, present as a binary,
@@ -24,7 +26,7 @@ from tests.integration.stack_client import Client
 from tests.integration.test_ipa_api import ipa
 
 IMAGE = "localhost/ipabuild-test/enrol-client:latest"
-PACKAGES = "freeipa-client sssd krb5-user systemd pamtester ldap-utils"
+PACKAGES = "freeipa-client sssd krb5-user krb5-pkinit systemd pamtester ldap-utils"
 SERVER = "ipa.example.test"
 INSTALL = ("ipa-client-install -U --server ipa.example.test --domain example.test "
            "--realm EXAMPLE.TEST --no-ntp --no-nisdomain --no-ssh --no-sshd --fixed-primary")
@@ -32,6 +34,7 @@ INSTALL = ("ipa-client-install -U --server ipa.example.test --domain example.tes
 CHECKS = r"""
 klist -k /etc/krb5.keytab | grep -q "host/$(hostname -f)@EXAMPLE.TEST" && echo keytab-ok
 kinit -k && klist | grep -q 'krbtgt/EXAMPLE.TEST@EXAMPLE.TEST' && echo kinit-k-ok && kdestroy
+kinit -n -c /tmp/anon && klist -c /tmp/anon | grep -q WELLKNOWN/ANONYMOUS && echo kinit-n-ok
 (sssd -i -d 0 >/tmp/sssd.log 2>&1 &)
 for i in $(seq 60); do getent passwd "$U" >/dev/null && break; sleep 1; done
 getent passwd "$U" && id "$U" && getent group "$G"
@@ -115,7 +118,7 @@ def _host_show(client: Client, host: str) -> str:
 
 def _assert_enrolled_and_working(out: str, user: dict[str, str]) -> None:
     assert "The ipa-client-install command was successful" in out, out[-6000:]
-    for sign in ("keytab-ok", "kinit-k-ok", "pam-ok", "pam-refuses-wrong"):
+    for sign in ("keytab-ok", "kinit-k-ok", "kinit-n-ok", "pam-ok", "pam-refuses-wrong"):
         assert sign in out, (sign, out[-6000:])
     assert f"{user['U']}:*:" in out, out[-6000:]  # getent passwd through SSSD
     assert f"({user['G']})" in out, out[-6000:]  # id lists the IPA group

@@ -53,6 +53,20 @@ def test_ipa_knows_the_server_name(client: Client) -> None:
     assert "Server name: ipa.example.test" in out, out
 
 
+def test_the_kdc_serves_pkinit_with_a_certificate_from_dogtag(client: Client) -> None:
+    """FreeIPA's view (``ipa pkinit-status``), and the certificate itself: issued by the
+    IPA CA for the KDC (its EKU id-pkinit-KPKdc, krbtgt/REALM in its subjectAltName)."""
+    out = ipa(client, "ipa pkinit-status")
+    assert "Server name: ipa.example.test" in out and "PKINIT status: enabled" in out, out
+    cert = _as_admin(
+        client, "ldapsearch -LLL -Q -Y GSSAPI -o ldif-wrap=no -H ldap://ipa.example.test -s base"
+        " -b cn=KDC,cn=ipa.example.test,cn=masters,cn=ipa,cn=etc,dc=example,dc=test"
+        " 'userCertificate;binary' | sed -n 's/^userCertificate;binary:: //p' | head -1"
+        " | base64 -d | openssl x509 -inform DER -noout -text")
+    assert "Issuer: O = EXAMPLE.TEST, CN = Certificate Authority" in cert, cert
+    assert "Signing KDC Response" in cert, cert  # id-pkinit-KPKdc, the profile's EKU
+
+
 def test_http_on_443_and_80(client: Client) -> None:
     out = _as_admin(
         client, "curl -sS --negotiate -u : --cacert /tmp/ipa/ca.crt"

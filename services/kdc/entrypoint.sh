@@ -117,14 +117,9 @@ if ! directory -b "$admin_dn" -s base '(krbPrincipalKey=*)' dn | grep -q '^dn'; 
     ipabuild_log "admin@$IPA_REALM has its keys (ipa-pwd-extop)"
 fi
 
-# The KDC's service entry under the server's master entry (krbinstance's _ldap_enable),
-# where the ca service publishes the PKINIT certificate and `ipa pkinit-status` looks.
+# The KDC's service entry under the server's master entry (ipa-services.ldif), where the
+# ca service publishes the PKINIT certificate and `ipa pkinit-status` looks.
 kdc_entry="cn=KDC,cn=$IPA_SERVER,cn=masters,cn=ipa,cn=etc,$IPA_SUFFIX"
-out=$(printf 'dn: %s\nchangetype: add\nobjectClass: nsContainer\nobjectClass: ipaConfigObject\ncn: KDC\nipaConfigString: enabledService\nipaConfigString: startOrder 10\n' \
-    "$kdc_entry" | ldapmodify -c -Q -Y EXTERNAL -H "$ldapi" 2>&1 || true)
-if printf '%s\n' "$out" | grep '^ldap_' | grep -v 'Already exists (68)'; then
-    ipabuild_die "could not add $kdc_entry: $out"
-fi
 
 # PKINIT (anonymous PKINIT: FAST armor, `kinit -n`): the certificate the ca service had
 # Dogtag issue for the key derived from kdc-pkinit-key-seed, and the IPA CA as anchor.

@@ -49,7 +49,8 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
     build_client_image()
     workdir = tmp_path_factory.mktemp("kubeplay")
     objects, secret_values = kubeplay.build_overlay(workdir, OVERLAY)
-    workloads = [s for s in services if not s.pod]  # the others are containers of a host pod
+    # The others are containers of a host pod, or the server name (a Service, no pods).
+    workloads = [s for s in services if not s.pod and not s.serves_name]
     assert sorted(kubeplay.workload_names(objects)) == sorted(s.name for s in workloads)
     # Not under pytest's tmp (mode 0700): root inside the pods' user namespaces is not
     # host root and must traverse to the projected files, as it can to kubelet's.
@@ -72,6 +73,7 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
         for pod in reversed(pods):
             play.wait_ready(pod, READY_TIMEOUT)
             print(f"kube play {pod.service}: ready {time.monotonic() - started:.1f}s after start")
+        play.objects = objects
         yield play
     finally:
         play.down()
@@ -164,6 +166,41 @@ def test_played_ca_answers_through_the_web_front(play_client: Client) -> None:
         time.sleep(3)
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r'"Status"\s*:\s*"VALID"', result.stdout), result.stdout[:500]
+
+
+def test_the_server_names_service_reaches_each_port_on_the_container_that_serves_it(
+        played: Play, play_client: Client) -> None:
+    """kube play ignores Services, so this computes what a cluster's endpoints for the
+    Service of the server name are (per port, the played pods declaring its named
+    targetPort with its protocol) and reaches each one where it listens: LDAP and HTTP by
+    TCP, the KDC by Kerberos over UDP and TCP."""
+    project = load_project(kubeplay.ROOT)
+    service = next(o for o in played.objects if o["kind"] == "Service"
+                   and o["metadata"]["name"] == project.server_name)
+    targets = []
+    for port in service["spec"]["ports"]:
+        endpoints = {(pod.pod, p["containerPort"]) for pod in played.pods.values()
+                     for c in pod.pod_spec["containers"] for p in c.get("ports", [])
+                     if p["name"] == port["targetPort"] and p["protocol"] == port["protocol"]}
+        assert len(endpoints) == 1, (port, endpoints)
+        (pod_name, container_port), = endpoints
+        owner = next(s for s, pod in played.pods.items() if pod.pod == pod_name
+                     and any(c["name"] == s for c in pod.pod_spec["containers"]))
+        targets.append((port["name"], port["protocol"], played.addresses[owner],
+                        container_port))
+    assert {name for name, *_ in targets} >= {"ldap", "ldaps", "kerberos", "https"}, targets
+    checks = " && ".join(f"(exec 3<>/dev/tcp/{address}/{number}) && echo {name}-open"
+                         for name, protocol, address, number in targets if protocol == "TCP")
+    result = play_client.run(checks)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, protocol, address, number in targets:
+        if protocol == "TCP":
+            assert f"{name}-open" in result.stdout, (name, result.stdout)
+        if name.startswith("kerberos"):
+            kinit = play_client.run(f"{KINIT_ADMIN} && klist", kdc=f"{address}:{number}",
+                                    env=admin_env(play_client),
+                                    udp_limit=65535 if protocol == "UDP" else 1)
+            assert "krbtgt/EXAMPLE.TEST" in kinit.stdout, (name, kinit.stderr[-1000:])
 
 
 @pytest.mark.parametrize(("overlay", "own_namespace"), [("split-userns", True), ("split", False)])

@@ -400,7 +400,10 @@ def ensure_ca_certificate_store(config: dict[str, Any], directory: Directory) ->
         log(f"added the IPA CA's certificate to FreeIPA's certificate store at {dn}")
 
 
-def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag, directory: Directory) -> None:
+def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag,
+                       directory: Directory) -> tuple[Any, x509.Certificate]:
+    """The certificate of ``spec``'s derived key, issued and published unless a valid one
+    is there already; returns (key, certificate)."""
     key = derived_keys.derive(derived_keys.read_secret(spec["seed"]), spec["name"])
     dn = spec["publish"]
     if spec.get("agent"):  # FreeIPA's renewal entry for the RA (cn=ca_renewal)
@@ -426,6 +429,7 @@ def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag, directory: Director
             f"published it at {dn}")
     if spec.get("agent"):
         dogtag.ensure_agent(spec["agent"]["uid"], cert, spec["agent"]["groups"])
+    return key, cert
 
 
 def wait_until_served(uri: str, name: str, timeout: float = 120.0) -> None:
@@ -514,7 +518,12 @@ def admin_pem(password: bytes) -> str:
                                                          default_backend())
     if key is None or cert is None:
         raise SetupError(f"{ADMIN_P12} holds no key and certificate")
-    fd, path = tempfile.mkstemp(prefix="ipa-ca-admin.", suffix=".pem", dir="/tmp")
+    return client_pem(key, cert)
+
+
+def client_pem(key: Any, cert: x509.Certificate) -> str:
+    """A client's key and certificate as a 0600 PEM on tmpfs, for requests."""
+    fd, path = tempfile.mkstemp(prefix="ipa-ca-client.", suffix=".pem", dir="/tmp")
     with os.fdopen(fd, "wb") as handle:
         handle.write(key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
@@ -535,6 +544,7 @@ def setup() -> None:
     with open(dm_password, encoding="utf-8") as handle:
         directory = Directory(config["ldap_uri"], handle.read().strip())
     pem = admin_pem(p12_password)
+    pems = [pem]
     try:
         dogtag = Dogtag(config["dogtag_url"], pem)
         dogtag.login()
@@ -549,13 +559,20 @@ def setup() -> None:
         # In the file's order: a certificate whose service restarts to serve it
         # (served_at) comes last, as that restart interrupts the directory, and this
         # waits for it, so that the CA is healthy only when the stack is settled.
+        ready: dict[str, tuple[Any, x509.Certificate]] = {}
         for spec in config["certificates"]:
-            ensure_certificate(spec, dogtag, directory)
+            submitter = dogtag
+            if spec.get("submit_as"):  # a profile that authenticates FreeIPA's RA (raCertAuth)
+                key, cert = ready[spec["submit_as"]]
+                pems.append(client_pem(key, cert))
+                submitter = Dogtag(config["dogtag_url"], pems[-1])
+            ready[spec["name"]] = ensure_certificate(spec, submitter, directory)
             if spec.get("served_at"):
                 wait_until_served(spec["served_at"], spec["name"])
         log(f"IPA's CA setup complete in {time.monotonic() - started:.1f}s")
     finally:
-        os.unlink(pem)
+        for path in pems:
+            os.unlink(path)
 
 
 def main(argv: list[str]) -> int:

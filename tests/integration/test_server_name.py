@@ -63,7 +63,7 @@ def test_the_kdc_serves_pkinit_with_a_certificate_from_dogtag(client: Client) ->
         " -b cn=KDC,cn=ipa.example.test,cn=masters,cn=ipa,cn=etc,dc=example,dc=test"
         " 'userCertificate;binary' | sed -n 's/^userCertificate;binary:: //p' | head -1"
         " | base64 -d | openssl x509 -inform DER -noout -text")
-    assert "Issuer: O = EXAMPLE.TEST, CN = Certificate Authority" in cert, cert
+    assert "Issuer: O=EXAMPLE.TEST, CN=Certificate Authority" in cert, cert
     assert "Signing KDC Response" in cert, cert  # id-pkinit-KPKdc, the profile's EKU
 
 

@@ -90,7 +90,8 @@ def network_policies(services: list[Service]) -> list[dict[str, Any]]:
     public = server_targets(services)
     routed = [(route.target.port, route.target.protocol.upper())
               for server in services if server.serves_name
-              for route in resolve_routes(server, services, spec_path(server))]
+              for route in resolve_routes(server, services, spec_path(server))
+              if route.listen.route is None or route.listen.route.public]
     for service in services:
         if service.serves_name:
             continue  # a Service in a cluster: no pod of its own
@@ -110,13 +111,14 @@ def network_policies(services: list[Service]) -> list[dict[str, Any]]:
                         for p in service.ports if p.name in mine]})
             spec["ingress"].insert(0, rule)
         egress: list[dict[str, Any]] = [DNS]
+        if routed:  # the server name is every client's, the stack's own included (httpd
+            # asks itself for a forms login's session cookie there)
+            egress.append({"to": [{"podSelector": {"matchLabels": {
+                               "app.kubernetes.io/part-of": PART_OF, SERVER_LABEL: "true"}}}],
+                           "ports": [{"port": port, "protocol": protocol}
+                                     for port, protocol in sorted(set(routed))]})
         for target in sorted(name for name, who in users.items() if service.name in who):
-            if by_name[target].serves_name:
-                egress.append({"to": [{"podSelector": {"matchLabels": {
-                                   "app.kubernetes.io/part-of": PART_OF, SERVER_LABEL: "true"}}}],
-                               "ports": [{"port": port, "protocol": protocol}
-                                         for port, protocol in sorted(set(routed))]})
-            elif by_name[target].ports:
+            if by_name[target].ports:
                 egress.append({"to": [{"podSelector": {"matchLabels": pod_of(target)}}],
                                "ports": _ports(by_name[target])})
         spec["egress"] = egress

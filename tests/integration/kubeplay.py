@@ -207,7 +207,6 @@ class Play:
     secret_values: Path  # one file per secret, as `ipabuild secrets` writes them
     pods: dict[str, PlayedPod] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)  # service -> its pod's address
-    objects: list[dict[str, Any]] = field(default_factory=list)  # the overlay, as built
 
     @property
     def network(self) -> str:

@@ -73,7 +73,6 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
         for pod in reversed(pods):
             play.wait_ready(pod, READY_TIMEOUT)
             print(f"kube play {pod.service}: ready {time.monotonic() - started:.1f}s after start")
-        play.objects = objects
         yield play
     finally:
         play.down()
@@ -169,24 +168,27 @@ def test_played_ca_answers_through_the_web_front(play_client: Client) -> None:
 
 
 def test_the_server_names_service_reaches_each_port_on_the_container_that_serves_it(
-        played: Play, play_client: Client) -> None:
+        played: Play, play_client: Client, tmp_path: Path) -> None:
     """kube play ignores Services, so this computes what a cluster's endpoints for the
     Service of the server name are (per port, the played pods declaring its named
     targetPort with its protocol) and reaches each one where it listens: LDAP and HTTP by
     TCP, the KDC by Kerberos over UDP and TCP."""
     project = load_project(kubeplay.ROOT)
-    service = next(o for o in played.objects if o["kind"] == "Service"
+    objects, _values = kubeplay.build_overlay(tmp_path, OVERLAY)  # as built, not as played
+    service = next(o for o in objects if o["kind"] == "Service"
                    and o["metadata"]["name"] == project.server_name)
+    selected = [o for o in objects if o["kind"] in kubeplay.WORKLOADS
+                and service["spec"]["selector"].items()
+                <= o["spec"]["template"]["metadata"]["labels"].items()]
     targets = []
     for port in service["spec"]["ports"]:
-        endpoints = {(pod.pod, p["containerPort"]) for pod in played.pods.values()
-                     for c in pod.pod_spec["containers"] for p in c.get("ports", [])
+        endpoints = {(o["metadata"]["name"], p["containerPort"]) for o in selected
+                     for c in o["spec"]["template"]["spec"]["containers"]
+                     for p in c.get("ports", [])
                      if p["name"] == port["targetPort"] and p["protocol"] == port["protocol"]}
         assert len(endpoints) == 1, (port, endpoints)
-        (pod_name, container_port), = endpoints
-        owner = next(s for s, pod in played.pods.items() if pod.pod == pod_name
-                     and any(c["name"] == s for c in pod.pod_spec["containers"]))
-        targets.append((port["name"], port["protocol"], played.addresses[owner],
+        (workload, container_port), = endpoints
+        targets.append((port["name"], port["protocol"], played.addresses[workload],
                         container_port))
     assert {name for name, *_ in targets} >= {"ldap", "ldaps", "kerberos", "https"}, targets
     checks = " && ".join(f"(exec 3<>/dev/tcp/{address}/{number}) && echo {name}-open"

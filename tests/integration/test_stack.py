@@ -218,7 +218,7 @@ def test_kill_9_of_the_daemon_then_restart(stack: str, client: Client, service: 
 def _container_ids(stack: str) -> dict[str, str]:
     return {service: sh(["podman", "inspect", "--format", "{{.Id}}",
                          f"ipabuild-{stack}-{service}"], check=False).stdout.strip()
-            for service in ("ldap", "kdc", "ca", "http")}
+            for service in ("ldap", "kdc", "ca", "http", "server")}
 
 
 def test_up_remakes_a_half_started_stack_and_keeps_what_is_healthy(

@@ -22,7 +22,7 @@ if command -v pyenv >/dev/null 2>&1; then
 fi
 python3 -m ipabuild.cli doctor --fix
 
-clients=(ldap-utils krb5-user curl skopeo docker-registry chromium chromium-driver)
+clients=(ldap-utils krb5-user curl skopeo docker-registry chromium chromium-driver oathtool)
 missing=()
 for pkg in "${clients[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -143,6 +143,16 @@ pkinit_enabled() {  # FreeIPA's pkinitEnabled marker, what `ipa pkinit-status` r
         "$kdc_entry" | ldapmodify -Q -Y EXTERNAL -H "$ldapi" >/dev/null 2>&1 || true
 }
 
+# OTP (FreeIPA's ipa-otpd.socket + ipa-otpd@.service): the KDC's OTP preauth sends a RADIUS
+# request per login to this socket; each connection gets its own ipa-otpd on stdin/stdout
+# (Accept=true), which reads the user's tokens over LDAPI and checks password+code by a
+# bind as the user (389-ds's ipa-pwd-extop). systemd-socket-activate passes on only the
+# variables named with -E.
+rm -f "$run/DEFAULT.socket"
+ipabuild_log "OTP: ipa-otpd per connection on $run/DEFAULT.socket"
+systemd-socket-activate --listen="$run/DEFAULT.socket" --accept --inetd \
+    -E LC_ALL=C.UTF-8 -E KRB5_CONFIG /usr/libexec/ipa/ipa-otpd "$ldapi" &
+
 ipabuild_log "starting kadmind (kpasswd 8464, kadmin 8749) and krb5kdc for $IPA_REALM (8088)"
 /usr/sbin/kadmind -nofork &
 if pkinit_files; then

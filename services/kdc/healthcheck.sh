@@ -11,9 +11,10 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/8088) 2>/dev/null; then
     exit 1
 fi
 (exec 4<>/dev/tcp/127.0.0.1/8464) 2>/dev/null || { echo "kdc: kadmind not listening on kpasswd port 8464"; exit 1; }
-# Healthy either way; say whether anonymous PKINIT (FAST armor) is served yet.
+[ -S /tmp/ipabuild-kdc/DEFAULT.socket ] || { echo "kdc: no ipa-otpd socket at /tmp/ipabuild-kdc/DEFAULT.socket (OTP logins would fail; see the log)"; exit 1; }
+# Healthy either way; say whether anonymous PKINIT (FAST armor, so OTP) is served yet.
 if [ "$(cat /tmp/ipabuild-kdc/pkinit 2>/dev/null)" = on ]; then
-    echo "kdc: healthy, PKINIT on"
+    echo "kdc: healthy, PKINIT on, OTP on"
 else
-    echo "kdc: healthy, PKINIT off: no KDC certificate yet (password logins only)"
+    echo "kdc: healthy, PKINIT off: no KDC certificate yet (password logins only; OTP needs FAST armor)"
 fi

@@ -22,11 +22,13 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.integration.conftest import ROOT
+from tests.integration.otp import add_otp_user, add_user, totp
 from tests.integration.stack_client import Client
 from tests.integration.test_ipa_api import ipa
 
 IMAGE = "localhost/ipabuild-test/enrol-client:latest"
-PACKAGES = "freeipa-client sssd krb5-user krb5-pkinit systemd pamtester ldap-utils"
+PACKAGES = ("freeipa-client sssd krb5-user krb5-pkinit systemd pamtester ldap-utils curl "
+            "oathtool")
 SERVER = "ipa.example.test"
 INSTALL = ("ipa-client-install -U --server ipa.example.test --domain example.test "
            "--realm EXAMPLE.TEST --no-ntp --no-nisdomain --no-ssh --no-sshd --fixed-primary")
@@ -70,17 +72,8 @@ def user(client: Client) -> dict[str, str]:
     group of its own. Its UID and GID are given, below 65536: the enrolling container's
     user namespace maps 65536 IDs, and SSSD's krb5_child switches to the user's IDs to
     authenticate (IPA's own range, 640400000 and up here, exists on a real host)."""
-    name, group = f"en{uuid.uuid4().hex[:6]}", f"eng{uuid.uuid4().hex[:5]}"
-    number = str(random.randint(20000, 60000))
-    initial, chosen = f"Init-{uuid.uuid4().hex[:10]}", f"Mine-{uuid.uuid4().hex[:10]}"
-    ipa(client, 'printf "%s\\n%s\\n" "$IPW" "$IPW" | '
-                'ipa user-add "$U" --first En --last Rol --uid "$N" --gidnumber "$N" '
-                '--password >/dev/null && '
-                'ipa group-add "$G" >/dev/null && ipa group-add-member "$G" --users "$U" '
-                '>/dev/null && kdestroy && '
-                'printf "%s\\n%s\\n%s\\n" "$IPW" "$CPW" "$CPW" | kinit "$U" >/dev/null',
-        U=name, G=group, N=number, IPW=initial, CPW=chosen)
-    return {"U": name, "G": group, "UPW": chosen}
+    return add_user(client, number=str(random.randint(20000, 60000)),
+                    group=f"eng{uuid.uuid4().hex[:5]}")
 
 
 @contextlib.contextmanager
@@ -149,3 +142,30 @@ def test_enrol_with_a_one_time_password(client: Client, enrol_image: str,
         _assert_enrolled_and_working(out, user)
     shown = _host_show(client, host)
     assert "Keytab: True" in shown and "Password: False" in shown, shown
+
+
+def test_otp_user_logs_in_with_password_and_code(client: Client, enrol_image: str) -> None:
+    """Two-factor: the KDC's OTP preauth asks ipa-otpd in the kdc container, which checks
+    password+code against the user's TOTP token in the directory. On an enrolled host:
+    ``kinit`` with FAST armor from anonymous PKINIT (OTP travels only inside FAST), the
+    password alone refused; then the Web UI's forms login with password+code (ipaserver's
+    own armored kinit) answers 200, and with the password alone 401."""
+    otp_user = add_otp_user(client)
+    now, later = totp(otp_user["SECRET"]), totp(otp_user["SECRET"], step=1)
+    host = f"t{uuid.uuid4().hex[:6]}.example.test"
+    with enrolling_host(client, enrol_image, host) as run:
+        run(f'{INSTALL} -p admin -w "$PW" 2>&1', PW=client.secret("admin-password"))
+        out = run(r"""
+kinit -n -c /tmp/armor && echo armor-ok
+printf '%s\n' "$UPW" | kinit -T /tmp/armor "$U" >/dev/null 2>&1 || echo password-alone-refused
+printf '%s%s\n' "$UPW" "$CODE" | kinit -T /tmp/armor "$U" &&
+    klist | grep -q "krbtgt/EXAMPLE.TEST" && echo otp-kinit-ok
+login() { curl -s -o /dev/null -w '%{http_code}\n' --cacert /etc/ipa/ca.crt \
+    -H "Referer: https://ipa.example.test/ipa" --data-urlencode "user=$U" \
+    --data-urlencode "password=$1" https://ipa.example.test/ipa/session/login_password; }
+echo "form-password-alone: $(login "$UPW")"
+echo "form-otp: $(login "$UPW$LATER")"
+""", CODE=now, LATER=later, **otp_user)
+    for sign in ("armor-ok", "password-alone-refused", "otp-kinit-ok",
+                 "form-password-alone: 401", "form-otp: 200"):
+        assert sign in out, (sign, out[-4000:])

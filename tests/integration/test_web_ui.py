@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.otp import add_otp_user, totp
 from tests.integration.stack_client import KINIT_ADMIN, Client, admin_env
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".ipabuild" / "artifacts"
@@ -88,3 +89,34 @@ def test_admin_logs_in_through_the_form_and_sees_the_user(
     assert shot.stat().st_size > 10_000
     # The header names the logged-in user by its full name.
     assert "Administrator" in driver.page_source  # type: ignore[attr-defined]
+
+
+def test_two_factor_user_logs_in_with_password_and_code(
+        client: Client, browser: object) -> None:
+    """An OTP user types password+code into the form's password field, as FreeIPA's login
+    page asks ("Password or Password+One-Time Password"): ipaserver's forms login gets a
+    FAST armor ticket by anonymous PKINIT and the KDC checks the code through ipa-otpd.
+    The user lands on its own page, which names it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    user = add_otp_user(client)
+    driver = browser
+    driver.delete_all_cookies()  # type: ignore[attr-defined]  # not admin's session
+    wait = WebDriverWait(driver, 60)  # type: ignore[arg-type]
+    driver.get("https://ipa.example.test/ipa/ui/")  # type: ignore[attr-defined]
+    field = wait.until(ready.visibility_of_element_located(
+        (By.CSS_SELECTOR, "input[name=username]")))
+    field.send_keys(user["U"])
+    driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(  # type: ignore[attr-defined]
+        user["UPW"] + totp(user["SECRET"]), Keys.ENTER)
+    shot = ARTIFACTS / "web-ui-otp-user.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        # A user without admin rights opens on its own details page (its login shown).
+        wait.until(ready.text_to_be_present_in_element((By.TAG_NAME, "body"), "Two Factor"))
+    finally:
+        driver.save_screenshot(str(shot))  # type: ignore[attr-defined]
+    assert user["U"] in driver.page_source  # type: ignore[attr-defined]

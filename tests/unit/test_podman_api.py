@@ -42,9 +42,24 @@ class _Api:
         return self.response
 
 
+class _Container:
+    def __init__(self, health_log: list[dict]) -> None:
+        self.attrs = {"State": {"Health": {"Log": health_log}}}
+
+
+class _Containers:
+    def __init__(self, health_log: list[dict]) -> None:
+        self.health_log = health_log
+
+    def get(self, name: str) -> _Container:
+        assert name == "c1"
+        return _Container(self.health_log)
+
+
 class _Client:
-    def __init__(self, response: _Response) -> None:
+    def __init__(self, response: _Response, health_log: list[dict] | None = None) -> None:
         self.api = _Api(response)
+        self.containers = _Containers(health_log or [])
 
 
 def test_health_report_carries_what_the_check_said_last() -> None:
@@ -57,3 +72,13 @@ def test_health_report_carries_what_the_check_said_last() -> None:
     assert health_report(_Client(_Response(409, {})), "c1") == ("none", "")  # type: ignore[arg-type]
     assert health_report(_Client(_Response(200, {"Status": "healthy"})), "c1") == (  # type: ignore[arg-type]
         "healthy", "")
+
+
+def test_health_report_reads_the_containers_log_when_the_endpoint_gives_none() -> None:
+    """podman 4.3's healthcheck endpoint answers "Log": null: what the run printed is the
+    last entry of the container's health log (the kdc's "PKINIT on, OTP on")."""
+    log = [{"ExitCode": 0, "Output": "kdc: healthy, PKINIT off"},
+           {"ExitCode": 0, "Output": "kdc: healthy, PKINIT on, OTP on"}]
+    client = _Client(_Response(200, {"Status": "healthy", "Log": None}), log)
+    assert health_report(client, "c1") == (  # type: ignore[arg-type]
+        "healthy", "kdc: healthy, PKINIT on, OTP on")

@@ -149,3 +149,19 @@ def test_notes_follow_the_table_whole_off_a_terminal_and_wrapped_on_one() -> Non
     lines = out.getvalue().splitlines()
     assert all(len(line) <= 40 for line in lines) and "word39" in lines[-1]
     assert "".join(lines).replace(" ", "").endswith(note.replace(" ", ""))
+
+
+def test_status_shows_what_the_health_check_said_beyond_its_status() -> None:
+    from ipabuild.stack.view import health_cell
+
+    kdc = StackStatus("kdc", "c", "running", "healthy",
+                      health_says="kdc: healthy, PKINIT on, OTP on")
+    assert health_cell(kdc) == "healthy\nPKINIT on, OTP on"
+    off = StackStatus("kdc", "c", "running", "healthy",
+                      health_says="kdc: healthy, PKINIT off: no KDC certificate yet")
+    assert health_cell(off).endswith("PKINIT off: no KDC certificate yet")
+    # Nothing beyond the status: no second line.
+    assert health_cell(StackStatus("ldap", "c", "running", "healthy",
+                                   health_says="ldap: healthy")) == "healthy"
+    out = _print(status_table([kdc]), terminal=False, width=200)
+    assert "PKINIT on, OTP on" in out

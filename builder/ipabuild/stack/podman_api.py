@@ -102,6 +102,14 @@ def health_report(client: PodmanClient, container: str) -> tuple[str, str]:
         return "unhealthy", ""
     document = response.json()
     log = document.get("Log") or []
+    if not log:
+        # podman 4.3's endpoint answers "Log": null; the run it just made is the last
+        # entry of the container's own health log.
+        try:
+            inspected = client.containers.get(container).attrs
+            log = ((inspected.get("State") or {}).get("Health") or {}).get("Log") or []
+        except (APIError, NotFound):
+            log = []
     output = str(log[-1].get("Output", "")).strip() if log else ""
     return str(document.get("Status", "unhealthy")), output
 

@@ -36,7 +36,7 @@ from ipabuild.stack.containers import Abandoned, process_uids, state_of, stop_an
 from ipabuild.stack.idranges import IDS_LABEL, Registry, StackIds, volume_ids
 from ipabuild.stack.idusage import foreign_ranges
 from ipabuild.stack.plan import STACK_LABEL, STACK_NAME, ServicePlan, fixed_hosts
-from ipabuild.stack.podman_api import healthcheck, store_secrets
+from ipabuild.stack.podman_api import health_report, store_secrets
 from ipabuild.stack.secrets import SecretFiles
 from ipabuild.stack.startgates import StartGates
 
@@ -53,6 +53,9 @@ class StackStatus:
     host_pid: int = 0
     uid_in_container: int | None = None
     uid_on_host: int | None = None
+    # The health check's own line (e.g. the kdc's "PKINIT on, OTP on" or what is missing):
+    # the status alone hides a service that is healthy but serves less than it could.
+    health_says: str = ""
 
 
 class Stack:
@@ -121,10 +124,10 @@ class Stack:
             host_uid = container_uid = None
             if running and pid:
                 host_uid, container_uid = process_uids(pid)
+            health, says = health_report(self.client, plan.container) if running else ("-", "")
             rows.append(StackStatus(
-                plan.service.name, plan.container, state.get("Status", "?"),
-                healthcheck(self.client, plan.container) if running else "-",
-                ports, pid, container_uid, host_uid))
+                plan.service.name, plan.container, state.get("Status", "?"), health,
+                ports, pid, container_uid, host_uid, says))
         return rows
 
     # --- up -------------------------------------------------------------------------

@@ -18,11 +18,20 @@ def _id(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
+def health_cell(row: StackStatus) -> str:
+    """The status, and under it what the check said beyond it ("PKINIT on, OTP on";
+    "PKINIT off: no KDC certificate yet"), without the check's "<service>: healthy" lead."""
+    says = row.health_says.strip()
+    for lead in (f"{row.service}:", row.health, ","):
+        says = says.removeprefix(lead).strip()
+    return f"{row.health}\n{says}" if says else row.health
+
+
 def status_table(rows: list[StackStatus]) -> Table:
     """Published ports wrap one per line on a narrow terminal; IDs and names stay whole."""
     table = new_table("ipabuild stack", COLUMNS, whole=WHOLE)
     for r in rows:
         ports = " ".join(f"{k}->{v}" for k, v in r.ports.items())
-        table.add_row(r.service, r.container, r.state, r.health, ports, str(r.host_pid or ""),
+        table.add_row(r.service, r.container, r.state, health_cell(r), ports, str(r.host_pid or ""),
                       _id(r.uid_in_container), _id(r.uid_on_host))
     return table

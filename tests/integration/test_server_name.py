@@ -99,19 +99,21 @@ def test_the_ca_certificate_at_ipa_config_is_the_one_in_ldap(client: Client) -> 
     assert "same-ca" in out and "CN=Certificate Authority" in out, out
 
 
-def test_cert_find_and_show_list_what_was_issued(client: Client, ca_pem: str) -> None:
+def test_cert_find_show_and_status_tell_what_was_issued(client: Client, ca_pem: str) -> None:
     host = f"find{uuid.uuid4().hex[:4]}.example.test"
     out = ipa(client, ANCHOR + """
         ipa host-add "$H" --force >/dev/null && ipa service-add "HTTP/$H" --force >/dev/null
         cd /tmp && openssl req -new -newkey rsa:2048 -nodes -keyout k -out r.csr \
             -subj "/O=EXAMPLE.TEST/CN=$H" 2>/dev/null
-        serial=$(ipa cert-request r.csr --principal "HTTP/$H" \
-            | sed -n 's/^  Serial number: //p')
+        ipa cert-request r.csr --principal "HTTP/$H" --all >/tmp/issued
+        serial=$(sed -n 's/^  Serial number: //p' /tmp/issued)
         echo "SERIAL=$serial"
         ipa cert-find --subject "$H"
         ipa cert-show "$serial"
+        ipa cert-status "$(sed -n 's/^  request_id: //p' /tmp/issued)"
         """, H=host, CA_PEM=ca_pem)
     serial = out.split("SERIAL=", 1)[1].split()[0]
     assert "Number of entries returned 1" in out, out
     assert f"Subject: CN={host},O=EXAMPLE.TEST" in out, out
     assert f"Serial number: {serial}" in out, out
+    assert "Request status: complete" in out, out  # cert-status: Dogtag's request record

@@ -90,6 +90,18 @@ def test_admin_logs_in_through_the_form_and_sees_the_user(
     # The header names the logged-in user by its full name.
     assert "Administrator" in driver.page_source  # type: ignore[attr-defined]
 
+    # The certificates page: ipaserver's cert-find through Dogtag's REST search on the
+    # CA's own port (framework patch 0006); the stack's own certificates are listed,
+    # http's among them (issued for the server name).
+    driver.get("https://ipa.example.test/ipa/ui/#/e/cert/search")  # type: ignore[attr-defined]
+    shot = ARTIFACTS / "web-ui-certificates.png"
+    try:
+        wait.until(ready.text_to_be_present_in_element(
+            (By.TAG_NAME, "body"), "CN=ipa.example.test"))
+    finally:
+        driver.save_screenshot(str(shot))  # type: ignore[attr-defined]
+    assert "CN=Certificate Authority" in driver.page_source  # type: ignore[attr-defined]
+
 
 def test_two_factor_user_logs_in_with_password_and_code(
         client: Client, browser: object) -> None:

@@ -1,9 +1,11 @@
 """The CA's one-time initialisation (``ipabuild-ca init``): Dogtag's pkispawn.
 
-pkispawn (Dogtag 10.10) refuses to run unless euid is 0, so this step runs as root inside
-a user namespace of its own (podman --uidmap or --userns=auto; Kubernetes hostUsers:
-false), never as host root. Afterwards every file on the three volumes is made usable by
-any UID with GID 0, which is how the CA runs from then on.
+It runs as the CA's own non-root UID with GID 0, as every split daemon: no root, no
+capability, no user namespace of its own. Dogtag 10.10's pkispawn is patched to allow
+that (services/ca/patches/0003-...) and configured with the running user as pki_user
+and root as pki_group, so everything it creates belongs to this UID and group 0; group 0
+then gets the owner's rights, so any UID with GID 0 runs the CA from then on (OpenShift
+assigns another UID to every pod).
 
 Steps, each said in the log:
 
@@ -20,13 +22,15 @@ Steps, each said in the log:
   too should it not);
 * group 0 gets the owner's rights on the volumes; the marker is written last.
 
-Usage: ``python3 ca_init.py`` (as root in its own user namespace).
+Usage: ``python3 ca_init.py`` (non-root, GID 0, with a passwd entry: the entrypoint
+provides one through nss_wrapper where the UID has none).
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import pwd
 import re
 import shutil
 import socket
@@ -148,6 +152,16 @@ def initialised() -> bool:
     return MARKER.exists() and CS_CFG.exists()
 
 
+def _reach_and_retry(function, path: str, _exc_info) -> None:  # type: ignore[no-untyped-def]
+    """shutil.rmtree's error handler: a folder pkispawn left without search or write
+    rights for its owner (an init stopped between two of its chmods gives alias/ 0600)
+    is made reachable, then the step is tried again. Root never needed this."""
+    for folder in {os.path.dirname(path), path}:
+        if os.path.isdir(folder) and not os.path.islink(folder):
+            os.chmod(folder, 0o700)
+    function(path)
+
+
 def remove_interrupted_init() -> None:
     """An instance without the marker never finished: remove it so pkispawn can start
     over (it replaces the database itself)."""
@@ -157,18 +171,22 @@ def remove_interrupted_init() -> None:
         f"{MARKER}): removing it and running pkispawn again")
     for path in map(Path, LEFTOVERS):
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+            shutil.rmtree(path, onerror=_reach_and_retry)
         elif path.exists() or path.is_symlink():
             path.unlink()
 
 
 def prepare_volumes(ca_hostname: str) -> None:
     """The config volume may be empty (Kubernetes) or hold the image's files (podman):
-    add the shipped /etc/pki files that are missing. pkispawn's own steps run as
-    pkiuser, so the volume roots are traversable as on a normal system (0755) until
-    the end."""
+    add the shipped /etc/pki files that are missing. The volume roots need only be
+    writable by group 0 (the image's and a PVC's are), not owned: pkispawn runs as this
+    same user."""
     for volume in VOLUMES:
-        volume.chmod(0o755)
+        if not os.access(volume, os.W_OK | os.X_OK):
+            raise InitError(f"{volume} is not writable by UID {os.getuid()} GID "
+                            f"{os.getgid()}: give its volume group 0 write access "
+                            f"(Kubernetes: fsGroup 0 or an OpenShift PVC; podman: the image's "
+                            f"directory, which is group 0 and group-writable)")
     subprocess.run(["cp", "-an", *map(str, SHIPPED_ETC_PKI.iterdir()), "/etc/pki/"],
                    check=True)
     for directory in ("dogtag", "systemd/pki-tomcatd.target.wants", "ipabuild-client"):
@@ -212,24 +230,33 @@ def run_pkispawn(values: dict[str, str]) -> None:
 
 def hand_over_to_group_zero() -> None:
     """Later runs are non-root under any UID with GID 0: group 0 gets the owner's
-    rights (-h: the instance's links into /usr/share stay untouched); the marker last."""
+    rights on what this init made (pkispawn makes its NSS databases and keys 0600; the
+    volume roots may belong to someone else and stay as they are; links are skipped:
+    the instance's links into /usr/share stay untouched); the marker last."""
     volumes = list(map(str, VOLUMES))
-    subprocess.run(["chgrp", "-R", "-h", "0", *volumes], check=True)
-    subprocess.run(["chmod", "-R", "g=u", *volumes], check=True)
+    uid = str(os.getuid())
+    subprocess.run(["find", *volumes, "-xdev", "-user", uid, "!", "-type", "l",
+                    "!", "-group", "0", "-exec", "chgrp", "0", "{}", "+"], check=True)
+    subprocess.run(["find", *volumes, "-xdev", "-user", uid, "!", "-type", "l",
+                    "-exec", "chmod", "g=u", "{}", "+"], check=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     MARKER.write_text(stamp + "\n", encoding="utf-8")
-    os.chown(MARKER, 0, 0)
     MARKER.chmod(0o660)
 
 
 def init() -> None:
-    os.umask(0o022)
-    if os.geteuid() != 0:
-        raise InitError("init runs pkispawn, which refuses to run unless euid is 0: run this "
-                        "step as root inside a user namespace (podman run --user 0:0 --uidmap "
-                        "0:200000000:65536 --gidmap 0:200000000:65536 ... init; Kubernetes: an "
-                        "init container with hostUsers: false), never as host root; the CA "
-                        "itself then runs non-root")
+    if os.geteuid() == 0 or os.getegid() != 0:
+        raise InitError(f"init runs as the CA's own non-root UID with GID 0 (it runs as UID "
+                        f"{os.geteuid()} GID {os.getegid()}): the instance then belongs to "
+                        f"that UID and group 0, which the CA runs as (podman: --user "
+                        f"UID:0; Kubernetes: runAsGroup 0 or OpenShift's restricted SCC)")
+    try:
+        pki_user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError as exc:
+        raise InitError(f"UID {os.getuid()} has no passwd entry, which pkispawn needs: run "
+                        f"through the image's entrypoint (`ipabuild-ca init`), which "
+                        f"provides one") from exc
+    os.umask(0o007)
     if initialised():
         log(f"CA instance '{INSTANCE}' already initialised ({MARKER}); nothing to do")
         return
@@ -246,7 +273,7 @@ def init() -> None:
     values = {"CA_HOSTNAME": ca_hostname, "LDAP_HOST": ldap_host, "LDAP_PORT": ldap_port,
               "BASE_DN": env.get("CA_LDAP_BASE_DN", "o=ipaca"),
               "DM_PASSWORD": secret("ldap-dm-password"), "ADMIN_PASSWORD": admin,
-              "PKCS12_PASSWORD": p12}
+              "PKCS12_PASSWORD": p12, "PKI_USER": pki_user}
     base_dn = values["BASE_DN"]
     wait_tcp(ldap_host, int(ldap_port), f"the CA's database {base_dn} lives in the ldap service")
     # pkispawn adds the CA admin with a password, and IPA's password plugin in ldap

@@ -3,9 +3,9 @@
 #   run (default)  non-root, any UID with GID 0: wait for the ldap service, then run
 #                  Tomcat in the foreground from the instance on the volumes; while no
 #                  instance exists, say that the one-time init step is needed and wait.
-#   init           the one-time initialisation (ca_init.py): pkispawn, which refuses to
-#                  run unless euid is 0, so this mode runs as root inside a user namespace
-#                  (never host root). Afterwards the files are usable by any UID, GID 0.
+#   init           the one-time initialisation (ca_init.py): pkispawn, patched to run as
+#                  this same non-root UID with GID 0 (services/ca/patches/0003-...).
+#                  Afterwards the files are usable by any UID, GID 0.
 set -euo pipefail
 IPABUILD_SERVICE=ca
 . /usr/local/lib/ipabuild/lib.sh
@@ -22,8 +22,7 @@ start_timeout=${CA_START_TIMEOUT:-180}
 ca_pem=/tmp/ipabuild-ca/ca.pem
 cs_cfg=/etc/pki/$instance/ca/CS.cfg
 ldap_why="the CA's database $base_dn lives in the ldap service"
-init_hint="run the one-time init step (\`ipabuild-ca init\`, as root inside a user namespace,"
-init_hint+=" e.g. podman run --user 0:0 --uidmap 0:200000000:65536 --gidmap 0:200000000:65536 ... init)"
+init_hint="run the one-time init step (\`ipabuild-ca init\`, as the CA's own UID with GID 0)"
 
 umask 0007
 
@@ -153,8 +152,10 @@ mode_run() {
 
 case ${1:-run} in
     run) mode_run ;;
-    init) exec python3 /usr/local/lib/ipabuild/ca_init.py ;;  # pkispawn (ca_init.py says how)
+    init)  # pkispawn (ca_init.py says how); it needs a passwd entry for this UID
+        ipabuild_ensure_user
+        exec python3 /usr/local/lib/ipabuild/ca_init.py ;;
     -h|--help|help)
-        echo "usage: ipabuild-ca [run|init]  (run: the CA, non-root; init: one-time pkispawn, root in a user namespace)" ;;
+        echo "usage: ipabuild-ca [run|init]  (run: the CA; init: one-time pkispawn; both non-root, any UID with GID 0)" ;;
     *) ipabuild_die "unknown mode '$1' (use run or init)" ;;
 esac

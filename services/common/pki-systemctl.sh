@@ -2,14 +2,15 @@
 # A tiny `systemctl` for pkispawn inside a container (no systemd): pkispawn starts, stops
 # and queries pki-tomcatd@<instance>.service while it configures the CA. `start` does
 # what the unit does (EnvironmentFiles, pki-server upgrade/migrate, pkidaemon start) and
-# runs Tomcat in the background in its own process group, as pkiuser like the unit's
-# User=; `stop` ends that process group. Used only by `ipabuild-ca init` (root in a user
-# namespace); the non-root runtime starts Tomcat itself.
+# runs Tomcat in the background in its own process group, as the unit's User= (pkiuser
+# when run as root, as the monolith does; as itself when not, as the split's CA init
+# does, whose instance belongs to its own UID and group 0); `stop` ends that process
+# group. The non-root runtime starts Tomcat itself.
 set -euo pipefail
 IPABUILD_SERVICE=ca-systemctl
 . /usr/local/lib/ipabuild/lib.sh
 
-rundir=/run/ipabuild-ca
+rundir=/tmp/ipabuild-ca-systemctl  # /run is root's tmpfs in a non-root container
 args=()
 for arg in "$@"; do
     case $arg in -*) ;; *) args+=("$arg") ;; esac
@@ -49,8 +50,10 @@ start() {
         /usr/sbin/pki-server migrate "$instance" --tomcat 9.0.00
         /usr/bin/pkidaemon start "$instance"
         # Output goes to a file: pkispawn may read our stdout until EOF.
-        setsid setpriv --reuid=pkiuser --regid=pkiuser --clear-groups \
-            /bin/sh /usr/share/pki/tomcat-start.sh >>"$logfile" 2>&1 </dev/null &
+        as_user=()
+        [ "$(id -u)" -ne 0 ] || as_user=(setpriv --reuid=pkiuser --regid=pkiuser --clear-groups)
+        setsid "${as_user[@]}" /bin/sh /usr/share/pki/tomcat-start.sh \
+            >>"$logfile" 2>&1 </dev/null &
         echo $! >"$pidfile"
     ) >>"$logfile" 2>&1
     ipabuild_log "started $unit (pid $(cat "$pidfile"); output in $logfile)"

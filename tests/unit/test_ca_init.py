@@ -3,6 +3,7 @@ configuration it renders with the secrets, and what it removes of an interrupted
 
 from __future__ import annotations
 
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -17,13 +18,15 @@ TEMPLATE = (ROOT / "services/ca/pkispawn.cfg.j2").read_text()
 def _values() -> dict[str, str]:
     return {"CA_HOSTNAME": "ca", "LDAP_HOST": "ldap", "LDAP_PORT": "3389",
             "BASE_DN": "o=ipaca", "DM_PASSWORD": "dm%pw&|\\x", "ADMIN_PASSWORD": "a",
-            "PKCS12_PASSWORD": "p"}
+            "PKCS12_PASSWORD": "p", "PKI_USER": "1000660000"}
 
 
 def test_every_slot_of_the_real_template_is_filled_and_percent_escaped() -> None:
     rendered = ca_init.render_cfg(TEMPLATE, _values())
     assert "pki_ds_password=dm%%pw&|\\x" in rendered  # configparser's '%' doubled, no more
     assert "pki_ds_hostname=ldap" in rendered and "pki_hostname=ca" in rendered
+    # The instance belongs to the running user and group 0: no chown to anyone else.
+    assert "pki_user=1000660000" in rendered and "pki_group=root" in rendered
     assert not any(ca_init.SLOT.search(line) for line in rendered.splitlines()
                    if not line.startswith("#"))
 
@@ -118,3 +121,60 @@ def test_a_wrong_directory_manager_secret_is_a_clear_error_not_a_wait(
     monkeypatch.setitem(sys.modules, "ldap", _FakeLdap([_FakeLdap.INVALID_CREDENTIALS]))
     with pytest.raises(ca_init.InitError, match="ldap-dm-password"):
         ca_init.wait_master_key("ldap://ldap:3389", "pw", "EXAMPLE.TEST", "dc=example,dc=test")
+
+
+def test_init_refuses_root_and_a_group_other_than_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instance would belong to root (or to a group the CA does not run as later)."""
+    monkeypatch.setattr(ca_init.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ca_init.os, "getegid", lambda: 0)
+    with pytest.raises(ca_init.InitError, match="non-root UID with GID 0"):
+        ca_init.init()
+    monkeypatch.setattr(ca_init.os, "geteuid", lambda: 1000660000)
+    monkeypatch.setattr(ca_init.os, "getegid", lambda: 1000660000)
+    with pytest.raises(ca_init.InitError, match="GID 1000660000"):
+        ca_init.init()
+
+
+def test_an_interrupted_init_with_an_unreachable_folder_is_removed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pkispawn stopped between its chmods leaves alias/ 0600: its owner can list it but
+    not remove what is inside; without root, removal makes it reachable first. Run as a
+    non-root user (root ignores the folder's mode, so would prove nothing), in a folder
+    of /tmp that user can reach (pytest's own are root's, 0700)."""
+    import os
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="ipabuild-ca-init-"))
+    monkeypatch.chdir("/")
+
+    def under(path: str) -> str:
+        return str(tmp_path / path.lstrip("/"))
+    monkeypatch.setattr(ca_init, "STARTED_SIGNS", tuple(map(under, ca_init.STARTED_SIGNS)))
+    monkeypatch.setattr(ca_init, "LEFTOVERS", tuple(map(under, ca_init.LEFTOVERS)))
+    alias = tmp_path / "etc/pki/pki-tomcat/alias"
+    alias.mkdir(parents=True)
+    (alias / "key4.db").write_text("k")
+    alias.chmod(0o600)
+    nobody = 65534
+    if os.geteuid() == 0:
+        for path in [tmp_path, *tmp_path.rglob("*")]:
+            os.chown(path, nobody, nobody)
+    child = os.fork()
+    if child == 0:  # the removal, as a user whose rights the folder's mode limits
+        code = 1
+        try:
+            if os.geteuid() == 0:
+                os.setgid(nobody)
+                os.setuid(nobody)
+            ca_init.remove_interrupted_init()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not (tmp_path / "etc/pki/pki-tomcat").exists()
+    finally:
+        if alias.exists():
+            alias.chmod(0o700)
+        shutil.rmtree(tmp_path)

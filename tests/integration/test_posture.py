@@ -31,12 +31,16 @@ def test_split_posture_is_measured(stack: str) -> None:
         assert row["capabilities"] == [] and row["no_new_privs"] and row["read_only_root"]
         assert row["secrets_in_env"] == [] and row["image"]["setid_files"] == []
         assert row["image"]["packages"] > 10 and row["image"]["size_bytes"] > 10_000_000
-    assert rows["ca"]["user_namespace"] == "own" and rows["ldap"]["user_namespace"] == "host's"
+    # No private user namespace, not even the CA's (its init runs as its own UID now).
+    assert {row["user_namespace"] for row in rows.values()} == {"host's"}
+    assert all(row["root_in_container_processes"] == 0 for row in rows.values())
     assert 3389 in rows["ldap"]["listening_ports"]
     assert any(line.startswith("monolithic: not measured") for line in report["summary"])
-    # The split's two exceptions, as the specs declare them: the CA's root init step and
-    # the KDC acting as Directory Manager over the shared LDAPI socket.
-    assert "pkispawn" in rows["ca"]["declared_exceptions"]
+    assert any(line.startswith("split: no process runs as UID 0 in any user namespace, "
+                               "at any time") for line in report["summary"]), report["summary"]
+    # The split's one exception, as the spec declares it: the KDC acting as Directory
+    # Manager over the shared LDAPI socket. The CA's root init is gone.
+    assert rows["ca"]["declared_exceptions"] == ""
     assert "Directory Manager" in rows["kdc"]["declared_exceptions"]
     assert any(line.startswith("split: declared exception of kdc:")
                for line in report["summary"])

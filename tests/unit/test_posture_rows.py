@@ -75,3 +75,22 @@ def test_text_table_shows_host_gids_in_full(rows: list[ContainerPosture]) -> Non
     split_line = next(line for line in text.splitlines() if "-ldap" in line)
     assert f"│ {HOST_BASE + 389} " in split_line and "│ 0 " in split_line
     assert f"{HOST_BASE}-{HOST_BASE + 389}" in text and "…" not in text
+
+
+def test_summary_says_whether_a_mode_ever_runs_as_uid_0_in_any_namespace(
+        rows: list[ContainerPosture]) -> None:
+    """Split: nothing running as UID 0 and no root init step declared; the monolith: its
+    UID-0 process in its user namespace. A declared root init step of a split service
+    (gone by the time anything is measured) still counts."""
+    summary = posture.summarise(rows, ["monolithic", "split"])
+    assert ("split: no process runs as UID 0 in any user namespace, at any time "
+            "(measured: none running; declared: no init step of its services runs as root)"
+            in summary)
+    assert any(line.startswith("monolithic: runs as UID 0 inside a user namespace: "
+                               "1 running process(es)") for line in summary)
+    with_step = posture.summarise(rows, ["split"], {"ldap": "chowns its volume",
+                                                    "other": "not in this mode"})
+    line = next(entry for entry in with_step if "UID 0" in entry)
+    assert line.startswith("split: runs as UID 0 inside a user namespace: ldap's init step "
+                           "(chowns its volume)"), line
+    assert "other" not in line

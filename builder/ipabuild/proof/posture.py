@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -163,8 +164,23 @@ def with_network_policies(blast: list[Matrix], rendered: dict[str, str]) -> None
             matrix.cluster = views[overlay]
 
 
-def summarise(rows: list[ContainerPosture], modes: list[str]) -> list[str]:
-    """The differences that matter, in words, from the rows."""
+def _root_line(mode: str, inside_root: int, root_steps: Mapping[str, str]) -> str:
+    """Whether the mode runs anything as UID 0 in any user namespace, ever: measured for
+    the running processes, declared for the one-time steps (which are gone by now)."""
+    if not inside_root and not root_steps:
+        return (f"{mode}: no process runs as UID 0 in any user namespace, at any time "
+                f"(measured: none running; declared: no init step of its services runs "
+                f"as root)")
+    parts = [f"{inside_root} running process(es)"] if inside_root else []
+    parts += [f"{name}'s init step ({why})" for name, why in sorted(root_steps.items())]
+    return (f"{mode}: runs as UID 0 inside a user namespace: {'; '.join(parts)} "
+            f"(root to the kernel there: its capabilities over that namespace's files)")
+
+
+def summarise(rows: list[ContainerPosture], modes: list[str],
+              root_steps: Mapping[str, str] | None = None) -> list[str]:
+    """The differences that matter, in words, from the rows; ``root_steps`` are the
+    specs' init steps that run as root in a user namespace (service -> reason)."""
     lines = []
     for mode in modes:
         mine = [r for r in rows if r.mode == mode]
@@ -184,6 +200,9 @@ def summarise(rows: list[ContainerPosture], modes: list[str]) -> list[str]:
             f"capabilities: {', '.join(caps) or 'none'}; "
             f"read-only root: {sum(r.read_only_root for r in mine)}/{len(mine)}; "
             f"secrets in env: {sum(len(r.secrets_in_env) for r in mine)}")
+        services = {r.service for r in mine}
+        lines.append(_root_line(mode, inside_root, {
+            name: why for name, why in (root_steps or {}).items() if name in services}))
         for row in mine:
             if row.declared_exceptions:
                 lines.append(f"{mode}: declared exception of {row.service}: "
@@ -226,10 +245,12 @@ def posture_table(rows: list[ContainerPosture]) -> Table:
 def report_json(rows: list[ContainerPosture], modes: list[str],
                 manifests: dict[str, dict[str, list[str]]],
                 scanner: ScanReport | None = None,
-                blast: list[Matrix] | None = None) -> dict[str, object]:
+                blast: list[Matrix] | None = None,
+                root_steps: Mapping[str, str] | None = None) -> dict[str, object]:
     """The whole report; ``scanner`` is the overlays' PSS and Checkov scan (``scan``),
-    ``blast`` the measured "compromise of X exposes" matrix per mode (``blastprobe``)."""
-    summary = summarise(rows, modes)
+    ``blast`` the measured "compromise of X exposes" matrix per mode (``blastprobe``),
+    ``root_steps`` the specs' root init steps (``summarise``)."""
+    summary = summarise(rows, modes, root_steps)
     summary += [f"blast radius, {blast_summary(m)}" for m in blast or []]
     summary += summary_lines(scanner) if scanner else []
     document: dict[str, object] = {"modes": modes, "containers": [asdict(r) for r in rows],

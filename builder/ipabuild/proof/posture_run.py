@@ -49,6 +49,7 @@ def gather_posture(root: Path, modes: list[str], stacks: list[str],
     rows: list[ContainerPosture] = []
     blast = None
     project = load_project(root)
+    root_steps: dict[str, str] = {}
     if not manifests_only:
         client = connect()
         wanted: list[str | None] = list(stacks) or [None]  # None: every ipabuild stack
@@ -63,11 +64,14 @@ def gather_posture(root: Path, modes: list[str], stacks: list[str],
         specs = {s.name: s for s in load_services(root, project, [],
                                                   modes=tuple(OVERLAY_OF_MODE))}
         blast = measure(containers, specs, modes)
+        root_steps = {name: spec.init.reason or "declared in its spec"
+                      for name, spec in specs.items()
+                      if spec.init is not None and spec.init.root_in_user_namespace}
     overlays = [o for m in modes for o in OVERLAYS_OF_MODE[m]]
     rendered = render_overlays(root, overlays)
     scanned = scan(root, load_services(root, project, []), overlays, find_checkov(), rendered)
     with_network_policies(blast or [], rendered)
     pss = {o.overlay: o.pss for o in scanned.overlays}
     manifests = {m: pss.get(OVERLAY_OF_MODE[m], {}) for m in modes}
-    document = report_json(rows, modes, manifests, scanned, blast)
+    document = report_json(rows, modes, manifests, scanned, blast, root_steps)
     return PostureResult(rows, blast, scanned, document)

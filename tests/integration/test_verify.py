@@ -47,6 +47,25 @@ def test_root_without_user_namespace_fails_verify(built: dict[str, dict],
     assert probe.returncode == 1
 
 
+def test_root_in_its_own_user_namespace_fails_verify_in_split_mode(
+        built: dict[str, dict], sandbox: Sandbox) -> None:
+    """The control for split mode's "no UID 0 in any user namespace": a container of a
+    split stack running as root in a user namespace of its own (never host root, which
+    the checks above pass) fails verify, naming the process."""
+    control = f"nsctl{uuid.uuid4().hex[:6]}"
+    name = f"ipabuild-test-{control}"
+    sh(["podman", "run", "-d", "--name", name, "--label", f"io.ipabuild.stack={control}",
+        "--label", "io.ipabuild.service=rooted", "--label", "io.ipabuild.mode=split",
+        "--userns=auto", "--user", "0:0", "--cap-drop", "all", "--security-opt",
+        "no-new-privileges", "--entrypoint", "sleep", built["kdc"]["name"], "300"])
+    sandbox.containers.append(name)
+    result = ipabuild("verify", "--name", control)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "run as UID 0 inside their user namespace (split mode runs none)" in result.stdout
+    assert "(sleep)" in result.stdout
+    assert "processes root on the host" not in result.stdout  # never host root
+
+
 def test_two_stacks_use_disjoint_host_uids(stack: str) -> None:
     other = f"t{uuid.uuid4().hex[:6]}"
     try:

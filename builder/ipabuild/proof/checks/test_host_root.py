@@ -41,6 +41,19 @@ def test_uid_map_never_reaches_host_root(container: ContainerFacts) -> None:
                 f"CapEff={p.capabilities_effective})")
 
 
+def test_split_runs_nothing_as_uid_0_in_any_namespace(container: ContainerFacts) -> None:
+    """Split mode's promise is stronger than "not host root": no process is UID 0 even
+    inside a user namespace of its own (root there holds every capability over that
+    namespace's files and a kernel surface unprivileged users lack). The monolith is
+    root in its namespace by design (container-ipa's systemd)."""
+    if container.mode == "monolithic":
+        return
+    offenders = [f"pid {p.pid} ({p.command}) UIDs inside r/e/s/fs={p.uids_container}"
+                 for p in container.processes if 0 in p.uids_container]
+    assert not offenders, (f"{container.name}: processes run as UID 0 inside their user "
+                           f"namespace (split mode runs none): {offenders}")
+
+
 def test_host_gid_0_is_reported(container: ContainerFacts) -> None:
     """GID 0 outside a user namespace is the host's root group: report it, do not fail."""
     in_host_root_group = [p for p in container.processes

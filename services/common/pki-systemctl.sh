@@ -22,10 +22,16 @@ instance=${instance%.service}
 pidfile=$rundir/$instance.pid
 logfile=/tmp/ipabuild-ca-tomcat-$instance.log
 
+# A zombie counts as gone: where the init step's PID 1 is python (kube play, Kubernetes:
+# no init process), nobody reaps the orphaned Tomcat, and kill -0 still finds it.
+alive() {
+    kill -0 "$1" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+
 running() {
     local pid
     pid=$(cat "$pidfile" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && alive "$pid"
 }
 
 # A master CA without replication has no "Replication Manager" entry in the directory,
@@ -64,7 +70,7 @@ stop() {
     running || { rm -f "$pidfile"; return 0; }
     pid=$(cat "$pidfile")
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do
+    while alive "$pid"; do
         if [ "$waited" -ge 120 ]; then
             kill -KILL -- "-$pid" 2>/dev/null || true
         fi

@@ -134,9 +134,11 @@ def _own_empty_dirs(pod: dict[str, Any], owner: str) -> None:
 
 
 def playable(objects: list[dict[str, Any]], wanted: str, prefix: str,
-             secret_dir: Path) -> list[dict[str, Any]]:
+             secret_dir: Path, run_as_user: int | None = None) -> list[dict[str, Any]]:
     """The documents kube play gets for workload ``wanted``: its ConfigMaps, PVCs and the
-    workload's pod template as a Pod named ``<prefix>-<wanted>``."""
+    workload's pod template as a Pod named ``<prefix>-<wanted>``; ``run_as_user`` is
+    the UID OpenShift's restricted SCC would write into the pod (from the namespace's
+    range), which the manifests leave unset."""
     secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
     played = [o for o in objects if o["kind"] == "ConfigMap"]
     for obj in objects:
@@ -151,6 +153,8 @@ def playable(objects: list[dict[str, Any]], wanted: str, prefix: str,
             pod.setdefault("volumes", []).append(
                 {"name": template["metadata"]["name"],
                  "persistentVolumeClaim": {"claimName": claim}})
+        if run_as_user is not None:
+            pod.setdefault("securityContext", {})["runAsUser"] = run_as_user
         _project_secrets(pod, secrets, secret_dir)
         _own_empty_dirs(pod, f"{prefix}-{wanted}")
         # aardvark-dns drops queries while a container joins the network (see
@@ -207,6 +211,9 @@ class Play:
     secret_values: Path  # one file per secret, as `ipabuild secrets` writes them
     pods: dict[str, PlayedPod] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)  # service -> its pod's address
+    overlay: str = "split-userns"
+    # Per workload, the UID an OpenShift admission would assign (none: the image's USER).
+    run_as_users: dict[str, int] = field(default_factory=dict)
 
     @property
     def network(self) -> str:
@@ -229,7 +236,8 @@ class Play:
              guests: tuple[str, ...] = ()) -> list[PlayedPod]:
         """Play ``service``'s workload; ``guests`` are the services that run as further
         containers of its pod (their Service names point at this pod's address)."""
-        documents = playable(objects, service, self.name, secret_dir)
+        documents = playable(objects, service, self.name, secret_dir,
+                             self.run_as_users.get(service))
         manifest = self.workdir / f"play-{service}.yaml"
         pod_spec = next(d for d in documents if d["kind"] == "Pod")["spec"]
         # Cluster DNS answers reliably for Services; aardvark-dns in 4.3 stops answering

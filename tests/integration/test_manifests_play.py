@@ -1,7 +1,14 @@
-"""Run the built split-userns overlay for real with `podman kube play`: every workload
-(ldap, kdc, ca with its root init container, http) becomes ready in a user namespace of
-its own (hostUsers: false honoured: uid_map onto a non-root host range), and the played
-stack serves Kerberos, SASL/GSSAPI, SPNEGO and the CA to a separate client container.
+"""Run the built overlays for real with `podman kube play`, both of them:
+
+- split-userns: every workload (ldap, kdc, ca with its init container, http) becomes
+  ready in a user namespace of its own (hostUsers: false honoured: uid_map onto a
+  non-root host range);
+- split: every pod in the host's user namespace, under a random UID per pod with GID 0,
+  as OpenShift's restricted-v2 SCC assigns them (the CA's pkispawn included), and no
+  process is UID 0 anywhere.
+
+Each played stack serves Kerberos, SASL/GSSAPI, SPNEGO and the CA to a separate client
+container.
 
 What the harness translates for podman 4.3.1 is in tests/integration/kubeplay.py and
 docs/manifests.md; the manifests themselves are played as kustomize builds them.
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import shutil
 import tempfile
@@ -36,8 +44,10 @@ OVERLAY = "split-userns"
 READY_TIMEOUT = 300
 
 
-@pytest.fixture(scope="module")
-def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
+@pytest.fixture(scope="module", params=["split-userns", "split"])
+def played(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
+    overlay: str = request.param
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed")
     project = load_project(kubeplay.ROOT)
@@ -48,7 +58,7 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
             pytest.fail(f"{image} is not built (ipabuild images)")
     build_client_image()
     workdir = tmp_path_factory.mktemp("kubeplay")
-    objects, secret_values = kubeplay.build_overlay(workdir, OVERLAY)
+    objects, secret_values = kubeplay.build_overlay(workdir, overlay)
     # The others are containers of a host pod, or the server name (a Service, no pods).
     workloads = [s for s in services if not s.pod and not s.serves_name]
     assert sorted(kubeplay.workload_names(objects)) == sorted(s.name for s in workloads)
@@ -56,7 +66,11 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play]:
     # host root and must traverse to the projected files, as it can to kubelet's.
     projected = Path(tempfile.mkdtemp(prefix="ipabuild-play-secrets-"))
     projected.chmod(0o755)
-    play = Play(f"play{uuid.uuid4().hex[:6]}", workdir, project.domain, secret_values)
+    play = Play(f"play{uuid.uuid4().hex[:6]}", workdir, project.domain, secret_values,
+                overlay=overlay)
+    if overlay == "split":  # distinct random UIDs, as from a namespace's range
+        uids = random.sample(range(1_000_000_000, 1_999_999_999), len(workloads))
+        play.run_as_users = {s.name: uid for s, uid in zip(workloads, uids, strict=True)}
     play.start_network([s.name for s in workloads])
     guests = {w.name: tuple(s.name for s in services if s.pod == w.name) for w in workloads}
     for host, names in guests.items():
@@ -89,7 +103,28 @@ def _probe(container: str, gone_ok: bool = False) -> list[dict[str, Any]]:
     return json.loads(result.stdout)["processes"]
 
 
-def test_every_workload_runs_in_its_own_user_namespace(played: Play) -> None:
+def test_identities_are_what_the_overlay_asks_for(played: Play) -> None:
+    """split-userns: a user namespace per pod. Plain split, as on an OpenShift without
+    user namespaces: each pod's processes have the UID the admission assigned, GID 0, no
+    user namespace of their own, and none is UID 0 in any."""
+    if played.overlay == "split-userns":
+        _own_user_namespace_per_pod(played)
+        return
+    for service, pod in played.pods.items():
+        assert "hostUsers" not in pod.pod_spec, service
+        host = next(name for name, p in played.pods.items() if p.pod == pod.pod
+                    and name in played.run_as_users)
+        uid = played.run_as_users[host]
+        processes = _probe(pod.container)
+        assert processes, f"{service}: no process"
+        for process in processes:
+            assert not process["own_user_namespace"], (service, process["command"])
+            assert set(process["uids_host"]) == {uid}, (service, process)
+            assert 0 not in process["uids_container"], (service, process)
+            assert process["gids_host"][1] == 0, (service, process)  # GID 0, as OpenShift
+
+
+def _own_user_namespace_per_pod(played: Play) -> None:
     namespaces = set()
     for service, pod in played.pods.items():
         assert pod.pod_spec["hostUsers"] is False, service
@@ -126,6 +161,10 @@ def test_no_process_of_any_pod_is_root_on_the_host(played: Play) -> None:
 
 
 def test_pods_map_disjoint_host_ranges(played: Play) -> None:
+    if played.overlay == "split":  # no user namespaces: one host UID per pod, none shared
+        uids = {p.pod: set(_probe(p.container)[0]["uids_host"]) for p in played.pods.values()}
+        assert len(set.union(*uids.values())) == len(uids), uids
+        return
     ranges = []
     one_per_pod = {pod.pod: (service, pod) for service, pod in played.pods.items()}
     for service, pod in one_per_pod.values():

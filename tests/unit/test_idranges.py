@@ -287,6 +287,9 @@ def test_volume_labels_say_what_a_volume_is_owned_by() -> None:
     assert volume_ids("uid=2000000007", "t", "a", False) == StackIds(uids={"a": 2000000007})
     assert volume_ids(f"userns=3000000000:{USERNS_SIZE}", "t", "a", True) == StackIds(
         Interval(3_000_000_000, USERNS_SIZE))
+    # Made in a namespace the service no longer runs in (the CA's former root init): no
+    # UID to keep; up allocates one and takes the files over.
+    assert volume_ids(f"userns=3000000000:{USERNS_SIZE}", "t", "a", False) == StackIds()
     # No label: the volume was made before the registry, for the old hash's IDs.
     assert volume_ids("", "t", "a", False) == StackIds(uids={"a": legacy_uid("t", "a")})
     assert volume_ids("", "t", "a", True) == StackIds(

@@ -10,6 +10,7 @@ service failed first.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from podman import PodmanClient
 from podman.errors import APIError, NotFound
@@ -32,6 +33,7 @@ from ipabuild.stack.plan import (
 )
 from ipabuild.stack.podman_api import api_error, healthcheck
 from ipabuild.stack.startgates import StartGates
+from ipabuild.stack.takeover import range_of_label, take_over
 
 
 class ServiceStarter:
@@ -58,6 +60,7 @@ class ServiceStarter:
             self.gates.healthy(name)
             return
         self._ensure_volumes(plan)
+        self._take_over_volumes(plan)
         if plan.service.init is not None and not self._init_done(plan):
             self.report(name, "running its one-time init step")
             run_init(self.client, plan, secret_names, hosts)
@@ -103,6 +106,26 @@ class ServiceStarter:
         self.client.volumes.create(self._init_marker(plan),
                                    labels={STACK_LABEL: self.stack,
                                            "io.ipabuild.role": "init-done"})
+
+    def _take_over_volumes(self, plan: ServicePlan) -> None:
+        """Volumes this service made in a user namespace it no longer runs in (see
+        ``takeover``): their files become its host UID's, group 0, before it starts."""
+        if plan.in_userns:
+            return
+        for volume in plan.service.volumes:
+            try:
+                attrs = self.client.volumes.get(plan.volume(volume.name)).attrs
+            except NotFound:
+                continue
+            old = range_of_label((attrs.get("Labels") or {}).get(IDS_LABEL, ""))
+            if old is None:
+                continue
+            changed = take_over(Path(attrs["Mountpoint"]), old, plan.runtime_uid)
+            if changed:
+                self.report(plan.service.name, f"took over {changed} file(s) of volume "
+                            f"{volume.name}, made in its former user namespace (host IDs "
+                            f"{old.start}-{old.start + old.size - 1}): now UID "
+                            f"{plan.runtime_uid}, GID 0, as it runs without one")
 
     def _ensure_volumes(self, plan: ServicePlan) -> bool:
         """Create the service's volumes; True when any was new."""

@@ -350,5 +350,10 @@ def volume_ids(label: str, stack: str, service: str, in_userns: bool) -> StackId
         if kind == "userns" and start.isdigit() and size.isdigit():
             return StackIds(Interval(int(start), int(size)))
         return StackIds(Interval(legacy_userns_base(stack), USERNS_SIZE))
+    if kind == "userns":
+        # Made when the service ran in a namespace of its own (the CA's former root
+        # init): no UID to keep; ``up`` allocates one and takes the files over
+        # (``takeover``).
+        return StackIds()
     return StackIds(uids={service: int(value) if kind == "uid" and value.isdigit()
                           else legacy_uid(stack, service)})

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["ldap", "kdc", "http", "ca", "server"]
 # What the shared test stack starts: everything (http pulls in kdc, ca and ldap).
 STACK_SERVICES: list[str] = []
-# The services that run in the host's user namespace under a UID of their own (the ca
-# runs as its image's UID in a namespace of its own).
-HOST_UID_SERVICES = ["ldap", "kdc", "http", "server"]
+# The services that run in the host's user namespace under a UID of their own: every
+# split service, the CA and its one-time pkispawn included.
+HOST_UID_SERVICES = ["ldap", "kdc", "http", "server", "ca"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,8 +58,9 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="session")
 def stack_uids() -> dict[str, int]:
-    """The host UIDs the shared stack's split services run as: three random ones each
-    run, as OpenShift assigns arbitrary UIDs (empty for a reused developer's stack)."""
+    """The host UIDs the shared stack's split services run as: random ones each run, as
+    OpenShift assigns arbitrary UIDs (empty for a reused developer's stack). The CA's
+    init (pkispawn) runs under its random UID too, and is interrupted once on the way."""
     if os.environ.get("IPABUILD_TEST_STACK"):
         return {}
     uids = random.sample(range(1_000_000_000, 2_000_000_000), len(HOST_UID_SERVICES))

@@ -23,8 +23,11 @@ podman 4.3.1's kube play cannot do (see ../shared/HOST.md and docs/manifests.md)
   a container joins the network, and glibc's default waits 5 s per try;
 - emptyDirs get names of their pod's own (4.3.1 makes each a named volume called after
   the pod's volume name, shared by every pod using that name);
-- `--userns=auto:size=65536`: podman's default auto size (1024) maps no UID as high as
-  the images' USER; 65536 is what a kubelet gives a pod with hostUsers: false;
+- `--userns=auto:size=65536` for a pod with hostUsers: false only: podman's default auto
+  size (1024) maps no UID as high as the images' USER; 65536 is what a kubelet gives such
+  a pod (with it, 4.3.1 maps even a hostUsers pod into an auto range);
+- the plain split overlay's pods get the runAsUser an OpenShift admission would write
+  (a random UID per pod, from the namespace's range), which the manifests leave unset;
 - init containers are played with podman's "always" type (podman#18477);
 - a pod's `securityContext.sysctls` (http's net.ipv4.ip_unprivileged_port_start) are
   ignored by 4.3.1's kube play: the pod is played with a containers.conf (this host's
@@ -262,9 +265,12 @@ class Play:
             conf.write_text(containers_conf_with_sysctls(
                 [f"{s['name']}={s['value']}" for s in sysctls]))
             env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        # The size flag only for a pod with its own user namespace: with the host's, podman
+        # 4.3 would still map the pod into an auto range, which the assigned UID is not in.
+        sizing = ["--userns=auto:size=65536"] if pod_spec.get("hostUsers") is False else []
         result = subprocess.run(
-            ["podman", "kube", "play", "--userns=auto:size=65536", "--network", network,
-             str(manifest)], capture_output=True, text=True, check=False, timeout=600, env=env)
+            ["podman", "kube", "play", *sizing, "--network", network, str(manifest)],
+            capture_output=True, text=True, check=False, timeout=600, env=env)
         assert result.returncode == 0, result.stderr
         return played
 

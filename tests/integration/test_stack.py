@@ -27,12 +27,18 @@ def test_status_reports_every_service_healthy_and_non_root(
     result = ipabuild("status", "--name", stack, "--json")
     assert result.returncode == 0, result.stdout
     rows = {row["service"]: row for row in json.loads(result.stdout)}
-    for service in ("ldap", "kdc", "http"):
+    for service in ("ldap", "kdc", "http", "ca"):
         assert rows[service]["health"] == "healthy"
         assert rows[service]["uid_on_host"] not in (None, 0)
         assert rows[service]["host_pid"] > 0
     for service, uid in stack_uids.items():
         assert rows[service]["uid_on_host"] == uid == rows[service]["uid_in_container"]
+    # GID 0, as OpenShift runs every container, and no process is UID 0 anywhere: the
+    # CA's files (made by its init under the same random UID) are its own.
+    ca = subprocess.run(["podman", "exec", f"ipabuild-{stack}-ca", "sh", "-c",
+                         "id -u; id -g; stat -c %u /etc/pki/pki-tomcat/ca/CS.cfg"],
+                        capture_output=True, text=True, check=True).stdout.split()
+    assert ca[1] == "0" and ca[0] == ca[2] != "0", ca
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

@@ -67,12 +67,13 @@ run_tomcat() {
 # IPA's certificates (RA agent, http and ldap TLS), profiles, the ipa CA entry and the
 # default CA ACL (ipa_ca.py); the health check reports healthy only after it succeeded.
 setup_ipa_side() {
-    local tomcat=$1 waited=0
+    local tomcat=$1 ticks=0 waited=0  # ticks of 0.5 s: Dogtag's start is ~3 s on a restart
     rm -f "$setup_marker"
     until curl -sf --cacert "$ca_pem" "https://$ca_hostname:8443/ca/admin/ca/getStatus" 2>/dev/null \
             | grep -q '<Status>running</Status>'; do
         kill -0 "$tomcat" 2>/dev/null || return 0
-        [ $((waited % 60)) -eq 30 ] && ipabuild_log "waiting for Dogtag to answer on :8443"
+        waited=$((ticks / 2))
+        [ $((ticks % 120)) -eq 60 ] && ipabuild_log "waiting for Dogtag to answer on :8443"
         if [ "$waited" -ge "$start_timeout" ]; then
             # Dogtag does not retry a failed engine start: stop, so that the container
             # restarts (restart policy, or Kubernetes) and Dogtag starts again.
@@ -81,8 +82,8 @@ setup_ipa_side() {
             kill -TERM "$tomcat"
             return 0
         fi
-        sleep 2
-        waited=$((waited + 2))
+        sleep 0.5
+        ticks=$((ticks + 1))
     done
     if python3 /usr/local/lib/ipabuild/ipa_ca.py setup; then
         date -u +%Y-%m-%dT%H:%M:%SZ >"$setup_marker"
@@ -122,13 +123,13 @@ publish_ca_certificate() {
 # Dogtag's engine gives up for good when its database does not answer at start ("Is the
 # database up?"): wait for a real LDAP answer, not just an open port.
 wait_ldap_answers() {
-    local waited=0
+    local ticks=0
     ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
     until ldapsearch -x -LLL -o nettimeout=5 -H "ldap://$ldap_host:$ldap_port" -s base -b "" \
             namingContexts >/dev/null 2>&1; do
-        [ $((waited % 30)) -eq 0 ] && ipabuild_log "waiting for ldap to answer LDAP ($ldap_why)"
-        sleep 1
-        waited=$((waited + 1))
+        [ $((ticks % 120)) -eq 0 ] && ipabuild_log "waiting for ldap to answer LDAP ($ldap_why)"
+        sleep 0.25
+        ticks=$((ticks + 1))
     done
 }
 

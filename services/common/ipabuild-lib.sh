@@ -42,16 +42,19 @@ ipabuild_secret() {
 
 # Wait for host:port to accept TCP connections, saying what is awaited and why.
 ipabuild_wait_tcp() {
-    local host=$1 port=$2 why=$3 timeout=${4:-${IPABUILD_WAIT_TIMEOUT:-0}} waited=0
+    local host=$1 port=$2 why=$3 timeout=${4:-${IPABUILD_WAIT_TIMEOUT:-0}} ticks=0 waited
+    # Tries every 0.25 s: a peer restarting takes about a second; whole-second polls
+    # added up to one more to every restart of a waiting service.
     until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
-        if [ $((waited % 10)) -eq 0 ]; then
+        waited=$((ticks / 4))
+        if [ $((ticks % 40)) -eq 0 ]; then
             ipabuild_log "waiting for $host:$port ($why)"
         fi
         if [ "$timeout" -gt 0 ] && [ "$waited" -ge "$timeout" ]; then
             ipabuild_die "gave up after ${waited}s waiting for $host:$port ($why)"
         fi
-        sleep 1
-        waited=$((waited + 1))
+        sleep 0.25
+        ticks=$((ticks + 1))
     done
     ipabuild_log "$host:$port is up ($why)"
 }

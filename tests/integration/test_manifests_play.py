@@ -151,8 +151,8 @@ def test_no_process_of_any_pod_is_root_on_the_host(played: Play) -> None:
     """Every container of every pod, its init containers included, and in split-userns
     its infra container too. In the plain split play podman's own infra process
     (catatonit, the pod's holder of namespaces) is host root: podman 4.3 runs it as root
-    in a pod without a user namespace whatever the infra image's USER (measured), where a
-    kubelet's sandbox runs with the pod's runAsUser. It is the one root process there,
+    in a pod without a user namespace whatever the infra image's USER (measured); on a
+    cluster the sandbox is the runtime's, not podman's. It is the one root process there,
     and this test says so rather than skip it."""
     for service, pod in played.pods.items():
         infra = podman("pod", "inspect", pod.pod, "--format", "{{.InfraContainerID}}"

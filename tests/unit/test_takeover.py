@@ -7,18 +7,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ipabuild.stack.takeover import OldRange, range_of_label, take_over
+from ipabuild.stack.idranges import Interval, userns_of_label
+from ipabuild.stack.takeover import take_over
 
 START, SIZE = 4294901759 - 65536, 65536
-OLD = OldRange(START, SIZE)
+OLD = Interval(START, SIZE)
 NEW_UID = 2000000006
 
 
 def test_the_label_names_the_range_or_nothing() -> None:
-    assert range_of_label(f"userns={START}:{SIZE}") == OLD
-    assert range_of_label("uid=2000000006") is None
-    assert range_of_label("userns=garbage") is None
-    assert range_of_label("") is None
+    assert userns_of_label(f"userns={START}:{SIZE}") == OLD
+    assert userns_of_label("uid=2000000006") is None
+    assert userns_of_label("userns=garbage") is None
+    assert userns_of_label("") is None
 
 
 def test_files_of_the_old_range_are_taken_over_and_others_left(tmp_path: Path) -> None:

@@ -18,12 +18,13 @@ from podman.errors import APIError, NotFound
 from ipabuild.core.progress import Reporter
 from ipabuild.stack.containers import (
     Abandoned,
+    existing_volumes,
     run_init,
     state_of,
     stop_and_remove,
     wait_ready,
 )
-from ipabuild.stack.idranges import IDS_LABEL
+from ipabuild.stack.idranges import IDS_LABEL, userns_of_label
 from ipabuild.stack.plan import (
     CONFIG_LABEL,
     SERVICE_LABEL,
@@ -33,7 +34,7 @@ from ipabuild.stack.plan import (
 )
 from ipabuild.stack.podman_api import api_error, healthcheck
 from ipabuild.stack.startgates import StartGates
-from ipabuild.stack.takeover import range_of_label, take_over
+from ipabuild.stack.takeover import take_over
 
 
 class ServiceStarter:
@@ -112,19 +113,15 @@ class ServiceStarter:
         ``takeover``): their files become its host UID's, group 0, before it starts."""
         if plan.in_userns:
             return
-        for volume in plan.service.volumes:
-            try:
-                attrs = self.client.volumes.get(plan.volume(volume.name)).attrs
-            except NotFound:
-                continue
-            old = range_of_label((attrs.get("Labels") or {}).get(IDS_LABEL, ""))
+        for name, attrs in existing_volumes(self.client, plan):
+            old = userns_of_label((attrs.get("Labels") or {}).get(IDS_LABEL, ""))
             if old is None:
                 continue
             changed = take_over(Path(attrs["Mountpoint"]), old, plan.runtime_uid)
             if changed:
                 self.report(plan.service.name, f"took over {changed} file(s) of volume "
-                            f"{volume.name}, made in its former user namespace (host IDs "
-                            f"{old.start}-{old.start + old.size - 1}): now UID "
+                            f"{name}, made in its former user namespace (host IDs "
+                            f"{old}): now UID "
                             f"{plan.runtime_uid}, GID 0, as it runs without one")
 
     def _ensure_volumes(self, plan: ServicePlan) -> bool:

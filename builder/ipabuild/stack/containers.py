@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from podman import PodmanClient
@@ -29,6 +30,15 @@ class ServiceNotReady(IpabuildError):
         super().__init__(f"{service}: {reason}\n--- last log lines of {service} ---\n{logs}\n"
                          f"(the other containers are left running for inspection; "
                          f"`ipabuild down` removes them)")
+
+
+def existing_volumes(client: PodmanClient, plan: ServicePlan) -> Iterator[tuple[str, dict]]:  # type: ignore[type-arg]
+    """The service's volumes that exist: each spec name with podman's attributes."""
+    for volume in plan.service.volumes:
+        try:
+            yield volume.name, client.volumes.get(plan.volume(volume.name)).attrs
+        except NotFound:
+            continue
 
 
 def run_init(client: PodmanClient, plan: ServicePlan, secret_names: dict[str, str],

@@ -341,15 +341,23 @@ def _host_accounts() -> list[Interval]:
     return [Interval(i, 1, "a host account") for i in sorted(ids)]
 
 
+def userns_of_label(label: str) -> Interval | None:
+    """The user namespace range an ``IDS_LABEL`` value names (``userns=START:SIZE``), or
+    None for any other value (``uid=N``, none, garbage)."""
+    kind, _, value = label.partition("=")
+    start, _, size = value.partition(":")
+    if kind == "userns" and start.isdigit() and size.isdigit():
+        return Interval(int(start), int(size))
+    return None
+
+
 def volume_ids(label: str, stack: str, service: str, in_userns: bool) -> StackIds:
     """The IDs a volume of ``service`` was made for: its ``IDS_LABEL`` value, or for a
     volume made before the registry (no label), the IDs then derived from the names."""
     kind, _, value = label.partition("=")
     if in_userns:
-        start, _, size = value.partition(":")
-        if kind == "userns" and start.isdigit() and size.isdigit():
-            return StackIds(Interval(int(start), int(size)))
-        return StackIds(Interval(legacy_userns_base(stack), USERNS_SIZE))
+        return StackIds(userns_of_label(label)
+                        or Interval(legacy_userns_base(stack), USERNS_SIZE))
     if kind == "userns":
         # Made when the service ran in a namespace of its own (the CA's former root
         # init): no UID to keep; ``up`` allocates one and takes the files over

@@ -32,7 +32,13 @@ from ipabuild.core.progress import Reporter
 from ipabuild.spec.model import Project, Service
 from ipabuild.spec.ordering import dependency_order
 from ipabuild.stack.bringup import ServiceStarter
-from ipabuild.stack.containers import Abandoned, process_uids, state_of, stop_and_remove
+from ipabuild.stack.containers import (
+    Abandoned,
+    existing_volumes,
+    process_uids,
+    state_of,
+    stop_and_remove,
+)
 from ipabuild.stack.idranges import IDS_LABEL, Registry, StackIds, volume_ids
 from ipabuild.stack.idusage import foreign_ranges
 from ipabuild.stack.plan import STACK_LABEL, STACK_NAME, ServicePlan, fixed_hosts
@@ -205,11 +211,7 @@ class Stack:
         """The host IDs the stack's existing volumes were made for (see ``volume_ids``)."""
         found = StackIds()
         for plan in self.plans:
-            for volume in plan.service.volumes:
-                try:
-                    attrs = self.client.volumes.get(plan.volume(volume.name)).attrs
-                except NotFound:
-                    continue
+            for _name, attrs in existing_volumes(self.client, plan):
                 label = str((attrs.get("Labels") or {}).get(IDS_LABEL, ""))
                 found.update(volume_ids(label, self.name, plan.service.name, plan.in_userns))
         return found

@@ -15,36 +15,12 @@ not started until it is done, so it never runs on half-converted volumes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-USERNS_PREFIX = "userns="
+from ipabuild.stack.idranges import Interval
 
 
-@dataclass(frozen=True)
-class OldRange:
-    """Host IDs ``start`` .. ``start + size - 1``: the namespace the volume was made in."""
-
-    start: int
-    size: int
-
-    def __contains__(self, host_id: object) -> bool:
-        return isinstance(host_id, int) and self.start <= host_id < self.start + self.size
-
-
-def range_of_label(ids_label: str) -> OldRange | None:
-    """The namespace range a volume's IDs label names (``userns=START:SIZE``), or None
-    for a volume made by a service running as a host UID (``uid=N``)."""
-    if not ids_label.startswith(USERNS_PREFIX):
-        return None
-    start, _, size = ids_label.removeprefix(USERNS_PREFIX).partition(":")
-    try:
-        return OldRange(int(start), int(size))
-    except ValueError:
-        return None
-
-
-def take_over(root: Path, old: OldRange, uid: int, gid: int = 0) -> int:
+def take_over(root: Path, old: Interval, uid: int, gid: int = 0) -> int:
     """Give every file under ``root`` (``root`` included, links themselves, not their
     targets) owned by an ID of ``old`` to ``uid``:``gid``; the number changed."""
     changed = 0
@@ -53,7 +29,7 @@ def take_over(root: Path, old: OldRange, uid: int, gid: int = 0) -> int:
         paths += [Path(directory, name) for name in (*subdirectories, *files)]
     for path in paths:
         facts = path.lstat()
-        if facts.st_uid in old or facts.st_gid in old:
+        if any(old.start <= host_id < old.end for host_id in (facts.st_uid, facts.st_gid)):
             os.lchown(path, uid, gid)
             changed += 1
     return changed

@@ -18,6 +18,8 @@ ca_hostname=${CA_HOSTNAME:-ca}
 volumes=(/etc/pki /var/lib/pki /var/log/pki)
 marker=/etc/pki/.ipabuild-initialised
 setup_marker=/tmp/ipabuild-ca/ipa-setup-done
+tomcat_pid=/tmp/ipabuild-ca/tomcat.pid
+restart_flag=/tmp/ipabuild-ca/restart-tomcat
 start_timeout=${CA_START_TIMEOUT:-180}
 ca_pem=/tmp/ipabuild-ca/ca.pem
 cs_cfg=/etc/pki/$instance/ca/CS.cfg
@@ -54,12 +56,24 @@ run_tomcat() {
     cd "/var/lib/pki/$instance"
     # Tomcat runs as this shell's child so that IPA's side of the CA (ipa_ca.py) can be
     # set up once Dogtag answers; the shell passes SIGTERM/SIGINT on and exits with it.
-    /usr/share/tomcat9/bin/catalina.sh run &
-    local tomcat=$! rc=0
-    trap 'kill -TERM "$tomcat" 2>/dev/null' TERM INT
-    setup_ipa_side "$tomcat" &
-    while kill -0 "$tomcat" 2>/dev/null; do
-        wait "$tomcat" && rc=0 || rc=$?
+    # The renewer stops Tomcat to install renewed system certificates (it leaves
+    # $restart_flag): then they are installed while Tomcat is down and Tomcat starts again.
+    local tomcat rc
+    trap 'rm -f "$restart_flag"; kill -TERM "$tomcat" 2>/dev/null' TERM INT
+    while true; do
+        /usr/share/tomcat9/bin/catalina.sh run &
+        tomcat=$! rc=0
+        echo "$tomcat" >"$tomcat_pid"
+        setup_ipa_side "$tomcat" &
+        while kill -0 "$tomcat" 2>/dev/null; do
+            wait "$tomcat" && rc=0 || rc=$?
+        done
+        [ -e "$restart_flag" ] || break
+        rm -f "$restart_flag"
+        ipabuild_log "Tomcat stopped to install renewed system certificates"
+        python3 /usr/local/lib/ipabuild/ipa_ca.py install-renewed ||
+            ipabuild_log "installing renewed certificates failed (the line above says why)"
+        ipabuild_log "starting Tomcat again"
     done
     exit "$rc"
 }
@@ -89,7 +103,16 @@ setup_ipa_side() {
         date -u +%Y-%m-%dT%H:%M:%SZ >"$setup_marker"
     else
         ipabuild_log "IPA's CA setup failed (the line above says why); the CA stays unhealthy"
+        return 0
     fi
+    # The renewer (ipa_ca.py renew, renewal.py): renews IPA's certificates and Dogtag's
+    # before they expire, as certmonger does on a FreeIPA server, for as long as this
+    # Tomcat runs. It never stops the CA; should it crash, it starts again a minute later.
+    while kill -0 "$tomcat" 2>/dev/null; do
+        python3 /usr/local/lib/ipabuild/ipa_ca.py renew ||
+            ipabuild_log "the renewer stopped (exit $?); starting it again in 60s"
+        sleep 60
+    done
 }
 
 # FreeIPA's clients and servers find the IPA CA's certificate in the directory, at

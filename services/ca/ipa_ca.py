@@ -35,14 +35,17 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime
+import fcntl
 import json
 import os
+import signal
 import string
 import sys
 import tempfile
 import time
 import urllib.parse
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import ldap
@@ -55,13 +58,18 @@ from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, "/usr/local/lib/ipabuild")
 import derived_keys
+import renewal
+import system_certs
 
 CONFIG = os.environ.get("IPA_CA_CONFIG", "/usr/share/ipabuild/ipa-ca.json")
 PROFILES_DIR = "/usr/share/ipa/profiles"
 FREEIPA_DOGTAG_SOURCE = "/usr/share/ipabuild/freeipa/ipapython-dogtag.py"
 ADMIN_P12 = "/etc/pki/ipabuild-client/ca_admin_cert.p12"
+ADMIN_NAME = "ca_admin"  # the admin certificate's name in the renewer's records
 CA_PEM = os.environ.get("IPA_CA_PEM", "/tmp/ipabuild-ca/ca.pem")
-RENEW_BEFORE = datetime.timedelta(days=30)
+# Where the renewer keeps its record of each certificate (renewal.py), on the data volume.
+RENEWAL_STATE = os.environ.get("IPABUILD_RENEWAL_STATE", "/var/lib/pki/ipabuild/renewal.json")
+RENEWAL_SUMMARY = "/tmp/ipabuild-ca/renewal-summary"
 # ipaserver/install/cainstance.py's substitutions for the profiles (__get_profile_config).
 IPA_CA_RECORD = "ipa-ca"
 # The service certificates' profile: Dogtag's caECServerCert (EC keys, approved by an
@@ -226,13 +234,19 @@ class Dogtag:
 
     def issue(self, csr_pem: str, profile: str) -> x509.Certificate:
         """Submit ``csr_pem`` to ``profile`` and approve it as the admin (an agent)."""
-        body = {"ProfileID": profile, "Renewal": False, "Input": [{
+        return self.submit({"ProfileID": profile, "Renewal": False, "Input": [{
             "id": "i1", "ClassID": "certReqInputImpl", "Name": "Certificate Request Input",
             "Attribute": [{"name": "cert_request_type", "Value": "pkcs10"},
-                          {"name": "cert_request", "Value": csr_pem}]}]}
+                          {"name": "cert_request", "Value": csr_pem}]}]}, profile)
+
+    def renew(self, serial: int) -> x509.Certificate:
+        """Certificate ``serial`` renewed (same subject and key), approved as an agent."""
+        return self.submit(system_certs.renewal_request(serial), f"renewal of {serial}")
+
+    def submit(self, body: dict[str, Any], what: str) -> x509.Certificate:
         entry = self.call("POST", "/certrequests", json=body).json()["entries"][0]
         if entry["requestStatus"] not in ("pending", "complete"):
-            raise SetupError(f"Dogtag refused the request for profile {profile}: "
+            raise SetupError(f"Dogtag refused the request ({what}): "
                              f"{entry.get('errorMessage')}")
         request_id = entry["requestURL"].rsplit("/", 1)[1]
         if entry["requestStatus"] == "pending":
@@ -241,7 +255,7 @@ class Dogtag:
                       data=review.text, headers={"Content-Type": "application/json"})
         cert_id = self.call("GET", f"/certrequests/{request_id}").json().get("certId")
         if not cert_id:
-            raise SetupError(f"Dogtag request {request_id} ({profile}) issued no certificate")
+            raise SetupError(f"Dogtag request {request_id} ({what}) issued no certificate")
         encoded = self.call("GET", f"/certs/{int(cert_id, 16)}").json()["Encoded"]
         return x509.load_pem_x509_certificate(encoded.encode(), default_backend())
 
@@ -332,6 +346,20 @@ class Directory:
         with contextlib.suppress(ldap.TYPE_OR_VALUE_EXISTS):
             self.conn.modify_s(dn, [(ldap.MOD_ADD, attr, [value])])
 
+    def replace(self, dn: str, attr: str, value: bytes) -> None:
+        self.conn.modify_s(dn, [(ldap.MOD_REPLACE, attr, [value])])
+
+    def find(self, base: str, filterstr: str) -> list[str]:
+        try:
+            return [dn for dn, _ in self.conn.search_s(base, ldap.SCOPE_SUBTREE, filterstr,
+                                                       ["1.1"]) if dn]
+        except ldap.NO_SUCH_OBJECT:
+            return []
+
+    def delete_value(self, dn: str, attr: str, value: bytes) -> None:
+        with contextlib.suppress(ldap.NO_SUCH_ATTRIBUTE):
+            self.conn.modify_s(dn, [(ldap.MOD_DELETE, attr, [value])])
+
 
 def dns_names_of(cert: x509.Certificate) -> set[str]:
     try:
@@ -342,12 +370,12 @@ def dns_names_of(cert: x509.Certificate) -> set[str]:
 
 
 def valid_for(cert: x509.Certificate, key: Any, dns_names: tuple[str, ...] = ()) -> bool:
-    """Whether ``cert`` certifies ``key``, names every one of ``dns_names`` and stays
-    valid past the renewal margin (else a new one is issued)."""
+    """Whether ``cert`` certifies ``key``, names every one of ``dns_names`` and is valid
+    now (whether it is due for renewal is renewal.decide's question)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     not_before, not_after = derived_keys.validity(cert)
-    return (derived_keys.certifies(cert, key) and not_before <= now
-            and not_after > now + RENEW_BEFORE and set(dns_names) <= dns_names_of(cert))
+    return (derived_keys.certifies(cert, key) and not_before <= now < not_after
+            and set(dns_names) <= dns_names_of(cert))
 
 
 # certstore's key policy for trust flags "CT,C,C" (the IPA CA): server and client
@@ -400,11 +428,8 @@ def ensure_ca_certificate_store(config: dict[str, Any], directory: Directory) ->
         log(f"added the IPA CA's certificate to FreeIPA's certificate store at {dn}")
 
 
-def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag,
-                       directory: Directory) -> tuple[Any, x509.Certificate]:
-    """The certificate of ``spec``'s derived key, issued and published unless a valid one
-    is there already; returns (key, certificate)."""
-    key = derived_keys.derive(derived_keys.read_secret(spec["seed"]), spec["name"])
+def published(spec: dict[str, Any], directory: Directory) -> list[x509.Certificate]:
+    """The certificates on ``spec``'s publish entry (FreeIPA keeps every issued one)."""
     dn = spec["publish"]
     if spec.get("agent"):  # FreeIPA's renewal entry for the RA (cn=ca_renewal)
         directory.ensure(dn, {"objectClass": ["top", "pkiUser", "nsContainer"],
@@ -413,23 +438,65 @@ def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag,
     if entry is None:
         raise SetupError(f"{dn} does not exist: the certificate '{spec['name']}' is "
                          f"published there (the ldap service's directory makes it)")
-    published = [x509.load_der_x509_certificate(der, default_backend())
-                 for der in entry.get("usercertificate;binary", [])]
+    return [x509.load_der_x509_certificate(der, default_backend())
+            for der in entry.get("usercertificate;binary", [])]
+
+
+def ensure_certificate(spec: dict[str, Any], dogtag: Dogtag, directory: Directory,
+                       record: renewal.Record, renew_before: datetime.timedelta,
+                       force: bool = False, ipaca_people: str = "ou=people,o=ipaca",
+                       ) -> tuple[Any, x509.Certificate, bool]:
+    """The certificate of ``spec``'s derived key: the newest published one, unless none
+    is valid or renewal.decide says it is due; then Dogtag issues a new one for the same
+    key, published beside the old one (which stays in use until each service has picked
+    up the new one; expired ones are removed). Returns (key, certificate, issued)."""
+    key = derived_keys.derive(derived_keys.read_secret(spec["seed"]), spec["name"])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certs = published(spec, directory)
     dns_names = tuple(spec.get("dns_names", ()))
-    usable = [cert for cert in published if valid_for(cert, key, dns_names)]
-    if usable:
-        cert = max(usable, key=lambda item: derived_keys.validity(item)[1])
-    else:
+    usable = [cert for cert in certs if valid_for(cert, key, dns_names)]
+    current = max(usable, key=lambda item: derived_keys.validity(item)[1], default=None)
+    not_after = derived_keys.validity(current)[1] if current is not None else None
+    decision = renewal.decide(not_after, now, renew_before, record)
+    if force and current is not None:
+        decision = renewal.Decision("due", now, "renewal asked for")
+    if decision.kind != "due":
+        assert current is not None
+        if decision.kind == "valid":
+            record.succeeded(current.serial_number, derived_keys.validity(current)[1], now,
+                             renewed=False)
+        else:
+            log(f"{spec['name']}: {decision.reason}; next attempt {decision.at:%H:%M:%S}")
+        return key, current, False
+    try:
         cert = dogtag.issue(certificate_request(key, spec["subject"], dns_names,
                                                 spec.get("krb5_principal")),
                             spec["profile"])
-        directory.add_value(dn, "userCertificate;binary",
+        directory.add_value(spec["publish"], "userCertificate;binary",
                             cert.public_bytes(serialization.Encoding.DER))
-        log(f"issued {spec['name']} ({spec['subject']}, serial {cert.serial_number}) and "
-            f"published it at {dn}")
-    if spec.get("agent"):
-        dogtag.ensure_agent(spec["agent"]["uid"], cert, spec["agent"]["groups"])
-    return key, cert
+        if spec.get("agent"):
+            dogtag.ensure_agent(spec["agent"]["uid"], cert, spec["agent"]["groups"])
+            if current is not None:  # both map to the agent until the old one expires
+                system_certs.map_to_same_users(directory, ipaca_people, current, cert)
+    except (SetupError, ldap.LDAPError) as exc:
+        record.failed(now, str(exc).splitlines()[0][:300])
+        if current is None:
+            raise SetupError(f"issuing {spec['name']} ({decision.reason}): {exc}") from exc
+        log(f"renewing {spec['name']} failed ({decision.reason}): {exc}; keeping serial "
+            f"{current.serial_number}, next attempt {record.next_attempt}")
+        return key, current, False
+    _, cert_not_after = derived_keys.validity(cert)
+    record.succeeded(cert.serial_number, cert_not_after, now, renewed=current is not None)
+    verb = "renewed" if current is not None else "issued"
+    log(f"{verb} {spec['name']} ({decision.reason}): {spec['subject']}, serial "
+        f"{cert.serial_number}, valid until {cert_not_after:%Y-%m-%d %H:%M:%S}Z, "
+        f"published at {spec['publish']}")
+    for old in certs:
+        if derived_keys.validity(old)[1] <= now:
+            directory.delete_value(spec["publish"], "userCertificate;binary",
+                                   old.public_bytes(serialization.Encoding.DER))
+            log(f"removed {spec['name']}'s expired serial {old.serial_number}")
+    return key, cert, True
 
 
 def wait_until_served(uri: str, name: str, timeout: float = 120.0) -> None:
@@ -511,14 +578,31 @@ def ensure_ca_service_entry(config: dict[str, Any], directory: Directory) -> Non
                                          "cn": ["CA"], "ipaConfigString": ["configuredService"]})
 
 
-def admin_pem(password: bytes) -> str:
-    """The admin's key and certificate as a 0600 PEM on tmpfs, for requests."""
+def admin_identity(password: bytes) -> tuple[Any, x509.Certificate]:
+    """The admin's key and certificate, from the PKCS#12 pkispawn left."""
     with open(ADMIN_P12, "rb") as handle:
         key, cert, _ = pkcs12.load_key_and_certificates(handle.read(), password,
                                                          default_backend())
     if key is None or cert is None:
         raise SetupError(f"{ADMIN_P12} holds no key and certificate")
-    return client_pem(key, cert)
+    return key, cert
+
+
+def admin_pem(password: bytes) -> str:
+    """The admin's key and certificate as a 0600 PEM on tmpfs, for requests."""
+    return client_pem(*admin_identity(password))
+
+
+def save_admin(key: Any, cert: x509.Certificate, password: bytes) -> None:
+    """The renewed admin certificate into the PKCS#12 (and pkispawn's PEM copy beside
+    it), each written aside and renamed over the old file."""
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"caadmin", key, cert, None, serialization.BestAvailableEncryption(password))
+    pem = os.path.join(os.path.dirname(ADMIN_P12), "ca_admin.cert")
+    for path, data in ((ADMIN_P12, p12), (pem, cert.public_bytes(serialization.Encoding.PEM))):
+        with open(path + ".tmp", "wb") as handle:
+            handle.write(data)
+        os.replace(path + ".tmp", path)
 
 
 def client_pem(key: Any, cert: x509.Certificate) -> str:
@@ -532,47 +616,367 @@ def client_pem(key: Any, cert: x509.Certificate) -> str:
     return path
 
 
-def setup() -> None:
+@dataclass(frozen=True)
+class Settings:
+    """The renewer's knobs, from the container's environment."""
+
+    renew_before: datetime.timedelta  # IPABUILD_RENEW_BEFORE (default 28d, certmonger's)
+    check_every: datetime.timedelta  # IPABUILD_RENEW_CHECK (default 1h)
+    # IPABUILD_CERT_VALIDITY, for tests only: the profiles of ipa-ca.json's certificates
+    # issue certificates valid this long (minutes), so that renewal happens in a test.
+    test_validity: datetime.timedelta | None
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        def duration(name: str, default: str | None) -> datetime.timedelta | None:
+            value = os.environ.get(name, default)
+            if value is None or value == "":
+                return None
+            try:
+                return renewal.parse_duration(value)
+            except renewal.DurationError as exc:
+                raise SetupError(f"{name}: {exc}") from exc
+        before = duration("IPABUILD_RENEW_BEFORE", "28d")
+        every = duration("IPABUILD_RENEW_CHECK", "1h")
+        assert before is not None and every is not None
+        return cls(before, every, duration("IPABUILD_CERT_VALIDITY", None))
+
+
+def short_lived(text: str, validity: datetime.timedelta) -> str:
+    """``text`` (a Dogtag profile) issuing certificates valid for ``validity``, in
+    minutes: its validity defaults' range in Dogtag's ``rangeUnit=minute`` (supported by
+    10.10's ValidityDefault), for the renewal test."""
+    lines = [line for line in text.splitlines() if ".default.params.rangeUnit=" not in line]
+    prefixes = [line.split(".default.class_id=")[0] for line in lines
+                if line.endswith(".default.class_id=validityDefaultImpl")]
+    if not prefixes:
+        raise SetupError("a profile without validityDefaultImpl cannot be made short-lived")
+    minutes = max(1, int(validity.total_seconds() // 60))
+    for prefix in prefixes:
+        lines = [f"{prefix}.default.params.range={minutes}"
+                 if line.startswith(f"{prefix}.default.params.range=") else line
+                 for line in lines]
+        lines.append(f"{prefix}.default.params.rangeUnit=minute")
+    return "\n".join(lines) + "\n"
+
+
+def make_short_lived(config: dict[str, Any], dogtag: Dogtag,
+                     validity: datetime.timedelta) -> None:
+    for profile_id in sorted({spec["profile"] for spec in config["certificates"]}):
+        text = dogtag.call("GET", f"/profiles/{profile_id}/raw").text
+        dogtag.ensure_profile(profile_id, short_lived(text, validity).encode())
+    log(f"TEST ONLY (IPABUILD_CERT_VALIDITY): the service certificates' profiles issue "
+        f"certificates valid for {validity}")
+
+
+class Session:
+    """What a round of IPA's CA work holds: the directory as Directory Manager, Dogtag
+    as its admin, and client PEMs on tmpfs (removed on exit)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        p12_secret = "ca-pkcs12-password"
+        if not os.path.exists(os.path.join(derived_keys.SECRETS_DIR, p12_secret)):
+            p12_secret = "ca-admin-password"  # what init used when the first is absent
+        with open(os.path.join(derived_keys.SECRETS_DIR, p12_secret), "rb") as handle:
+            p12_password = handle.read().strip()
+        dm_password = os.path.join(derived_keys.SECRETS_DIR, "ldap-dm-password")
+        with open(dm_password, encoding="utf-8") as handle:
+            self.directory = Directory(config["ldap_uri"], handle.read().strip())
+        self.p12_password = p12_password
+        self.pems = [admin_pem(p12_password)]
+        self.dogtag = Dogtag(config["dogtag_url"], self.pems[0])
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for path in self.pems:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        with contextlib.suppress(ldap.LDAPError):
+            self.directory.conn.unbind_s()
+
+    def as_client(self, key: Any, cert: x509.Certificate) -> Dogtag:
+        """Dogtag as the holder of ``cert`` (a profile that authenticates FreeIPA's RA,
+        raCertAuth)."""
+        self.pems.append(client_pem(key, cert))
+        return Dogtag(self.config["dogtag_url"], self.pems[-1])
+
+    def certify(self, state: renewal.State, settings: Settings, wait_served: bool,
+                force: frozenset[str] = frozenset()) -> list[renewal.Decision]:
+        """ensure_certificate for each certificate of ipa-ca.json, in the file's order,
+        recorded in ``state``; returns when each is next looked at."""
+        ready: dict[str, tuple[Any, x509.Certificate]] = {}
+        upcoming = []
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for spec in self.config["certificates"]:
+            submitter = self.dogtag
+            if spec.get("submit_as"):
+                submitter = self.as_client(*ready[spec["submit_as"]])
+            record = state.record(spec["name"])
+            key, cert, issued = ensure_certificate(spec, submitter, self.directory, record,
+                                                   settings.renew_before,
+                                                   spec["name"] in force)
+            ready[spec["name"]] = (key, cert)
+            upcoming.append(renewal.decide(derived_keys.validity(cert)[1], now,
+                                           settings.renew_before, record))
+            # A certificate whose service restarts to serve it (served_at) comes last, as
+            # that restart interrupts the directory; the first setup waits for it, so
+            # that the CA is healthy only when the stack is settled.
+            if issued and wait_served and spec.get("served_at"):
+                wait_until_served(spec["served_at"], spec["name"])
+        state.checked_at = renewal._iso(now)
+        state.renew_before = str(settings.renew_before)
+        return upcoming
+
+    def renew_admin(self, state: renewal.State, settings: Settings,
+                    force: frozenset[str] = frozenset()) -> list[renewal.Decision]:
+        """Dogtag's admin certificate, which this renewer itself authenticates with:
+        renewed by serial while it is still valid, mapped to the admin user beside the
+        old one, then saved over the PKCS#12."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        record = state.record(ADMIN_NAME)
+        key, cert = admin_identity(self.p12_password)
+        not_after = derived_keys.validity(cert)[1]
+        decision = renewal.decide(not_after, now, settings.renew_before, record)
+        if ADMIN_NAME in force:
+            decision = renewal.Decision("due", now, "renewal asked for")
+        if decision.kind == "valid":
+            record.succeeded(cert.serial_number, not_after, now, renewed=False)
+        if decision.kind != "due":
+            return [decision]
+        try:
+            renewed = self.dogtag.renew(cert.serial_number)
+            system_certs.map_to_same_users(self.directory, self.config["ipaca_people"],
+                                           cert, renewed)
+            self.as_client(key, renewed).login()  # Dogtag takes it: only then replace
+            save_admin(key, renewed, self.p12_password)
+        except (SetupError, ldap.LDAPError, OSError) as exc:
+            record.failed(now, str(exc).splitlines()[0][:300])
+            log(f"renewing Dogtag's admin certificate failed ({decision.reason}): {exc}")
+            return [renewal.decide(not_after, now, settings.renew_before, record)]
+        new_not_after = derived_keys.validity(renewed)[1]
+        record.succeeded(renewed.serial_number, new_not_after, now, renewed=True)
+        log(f"renewed Dogtag's admin certificate ({decision.reason}): serial "
+            f"{renewed.serial_number}, valid until {new_not_after:%Y-%m-%d %H:%M:%S}Z")
+        return [renewal.decide(new_not_after, now, settings.renew_before, record)]
+
+    def renew_system_certificates(self, state: renewal.State, settings: Settings,
+                                  force: frozenset[str] = frozenset(),
+                                  ) -> tuple[list[renewal.Decision], bool]:
+        """Dogtag's own certificates: each one due is renewed through Dogtag and staged
+        (system_certs.py); returns (when each is next looked at, whether Tomcat must
+        restart to install what is staged)."""
+        upcoming = []
+        now = datetime.datetime.now(datetime.timezone.utc)
+        certs = system_certs.of_config(self.config)
+        staged = {cert.cert_id for cert in system_certs.pending(certs)}
+        for cert in certs:
+            record = state.record(cert.cert_id)
+            if cert.cert_id in staged:
+                continue  # renewed, waiting for Tomcat's restart to be installed
+            try:
+                held = system_certs.current(cert)
+            except system_certs.SystemCertError as exc:
+                record.failed(now, str(exc))
+                continue
+            not_after = derived_keys.validity(held)[1]
+            decision = renewal.decide(not_after, now, settings.renew_before, record)
+            if cert.cert_id in force:
+                decision = renewal.Decision("due", now, "renewal asked for")
+            if decision.kind == "valid":
+                record.succeeded(held.serial_number, not_after, now, renewed=False)
+            if decision.kind != "due":
+                upcoming.append(decision)
+                continue
+            try:
+                renewed = self.dogtag.renew(held.serial_number)
+                system_certs.stage(cert, renewed)
+            except (SetupError, OSError) as exc:
+                record.failed(now, str(exc).splitlines()[0][:300])
+                log(f"renewing {cert.nickname} failed ({decision.reason}): {exc}")
+                upcoming.append(renewal.decide(not_after, now, settings.renew_before, record))
+                continue
+            staged.add(cert.cert_id)
+            log(f"renewed {cert.nickname} ({decision.reason}): serial {renewed.serial_number}, "
+                f"valid until {derived_keys.validity(renewed)[1]:%Y-%m-%d %H:%M:%S}Z; "
+                f"staged for Tomcat's restart")
+        return upcoming, bool(staged)
+
+
+def load_config() -> dict[str, Any]:
     with open(CONFIG, encoding="utf-8") as handle:
-        config = json.load(handle)
-    p12_secret = "ca-pkcs12-password"
-    if not os.path.exists(os.path.join(derived_keys.SECRETS_DIR, p12_secret)):
-        p12_secret = "ca-admin-password"  # what init used when the first is absent
-    with open(os.path.join(derived_keys.SECRETS_DIR, p12_secret), "rb") as handle:
-        p12_password = handle.read().strip()
-    dm_password = os.path.join(derived_keys.SECRETS_DIR, "ldap-dm-password")
-    with open(dm_password, encoding="utf-8") as handle:
-        directory = Directory(config["ldap_uri"], handle.read().strip())
-    pem = admin_pem(p12_password)
-    pems = [pem]
-    try:
-        dogtag = Dogtag(config["dogtag_url"], pem)
-        dogtag.login()
+        return json.load(handle)
+
+
+def setup() -> None:
+    config = load_config()
+    settings = Settings.from_environment()
+    with Session(config) as session:
+        session.dogtag.login()
         started = time.monotonic()
+        directory, dogtag = session.directory, session.dogtag
         ensure_profiles(config, dogtag, directory)
         dogtag.create_profile(SAN_PROFILE, san_profile_text())
+        if settings.test_validity is not None:
+            make_short_lived(config, dogtag, settings.test_validity)
         ensure_ipa_ca_entry(config, dogtag, directory)
         ensure_default_caacl(config, directory)
         ensure_ca_service_entry(config, directory)
         ensure_subject_base(config, directory)
         ensure_ca_certificate_store(config, directory)
-        # In the file's order: a certificate whose service restarts to serve it
-        # (served_at) comes last, as that restart interrupts the directory, and this
-        # waits for it, so that the CA is healthy only when the stack is settled.
-        ready: dict[str, tuple[Any, x509.Certificate]] = {}
-        for spec in config["certificates"]:
-            submitter = dogtag
-            if spec.get("submit_as"):  # a profile that authenticates FreeIPA's RA (raCertAuth)
-                key, cert = ready[spec["submit_as"]]
-                pems.append(client_pem(key, cert))
-                submitter = Dogtag(config["dogtag_url"], pems[-1])
-            ready[spec["name"]] = ensure_certificate(spec, submitter, directory)
-            if spec.get("served_at"):
-                wait_until_served(spec["served_at"], spec["name"])
+        state = renewal.State.load(RENEWAL_STATE)
+        try:
+            session.certify(state, settings, wait_served=True)
+        finally:
+            state.save(RENEWAL_STATE)
+            write_summary(state, settings)
         log(f"IPA's CA setup complete in {time.monotonic() - started:.1f}s")
+
+
+MIN_SLEEP = 5.0
+RENEWAL_LOCK = "/tmp/ipabuild-ca/renewal.lock"
+TOMCAT_PID = "/tmp/ipabuild-ca/tomcat.pid"
+RESTART_FLAG = "/tmp/ipabuild-ca/restart-tomcat"
+SETUP_MARKER = "/tmp/ipabuild-ca/ipa-setup-done"  # the entrypoint's, after each setup
+RESTART_TIMEOUT = 300
+
+
+def renewal_round(settings: Settings, force: frozenset[str] = frozenset()) -> float:
+    """One round of the renewer under its lock: IPA's certificates, then Dogtag's; a
+    staged system certificate asks the entrypoint for a Tomcat restart. Returns the
+    seconds until the next round is needed."""
+    os.makedirs(os.path.dirname(RENEWAL_LOCK), exist_ok=True)
+    with open(RENEWAL_LOCK, "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = renewal.State.load(RENEWAL_STATE)
+        try:
+            with Session(load_config()) as session:
+                upcoming = session.certify(state, settings, wait_served=False, force=force)
+                upcoming += session.renew_admin(state, settings, force)
+                more, restart = session.renew_system_certificates(state, settings, force)
+            if restart:
+                request_tomcat_restart()
+            now = datetime.datetime.now(datetime.timezone.utc)
+            return min([settings.check_every.total_seconds(),
+                        *((d.at - now).total_seconds() for d in upcoming + more)])
+        finally:
+            state.save(RENEWAL_STATE)
+            write_summary(state, settings)
+
+
+def request_tomcat_restart() -> None:
+    """Ask the entrypoint to install the staged certificates: it stops Tomcat (SIGTERM
+    to the PID it recorded), runs ``install-renewed`` and starts Tomcat again."""
+    with open(RESTART_FLAG, "w", encoding="utf-8") as handle:
+        handle.write("install staged system certificates\n")
+    with open(TOMCAT_PID, encoding="utf-8") as handle:
+        pid = int(handle.read().strip())
+    log(f"restarting Tomcat (PID {pid}) to install renewed system certificates")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(SETUP_MARKER)  # unhealthy until Tomcat is back and IPA's side set up
+    os.kill(pid, signal.SIGTERM)
+
+
+def tomcat_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def renew_forever() -> None:
+    """The renewer, for as long as the Tomcat it started beside runs: every
+    IPABUILD_RENEW_CHECK (sooner when a certificate falls due or a retry is scheduled)
+    renew what renewal.decide says is due. A failed round (CA or directory down) is
+    logged and the next one tries again; it never stops the CA."""
+    settings = Settings.from_environment()
+    with open(TOMCAT_PID, encoding="utf-8") as handle:
+        tomcat = int(handle.read().strip())
+    log(f"renewer: checks every {settings.check_every}, renews "
+        f"{settings.renew_before} before expiry; state in {RENEWAL_STATE}")
+    while tomcat_alive(tomcat):
+        try:
+            wake = renewal_round(settings)
+        except (SetupError, derived_keys.KeyError_, OSError, ldap.LDAPError) as exc:
+            log(f"renewer: this round failed ({exc}); trying again in {MIN_SLEEP * 12:.0f}s")
+            wake = MIN_SLEEP * 12
+        deadline = time.monotonic() + max(MIN_SLEEP, wake)
+        while time.monotonic() < deadline and tomcat_alive(tomcat):
+            time.sleep(min(MIN_SLEEP, max(0.0, deadline - time.monotonic())))
+
+
+def renew_now(names: list[str]) -> None:
+    """One round now, renewing ``names`` whatever their dates (``ipabuild certs renew``)."""
+    config = load_config()
+    known = [spec["name"] for spec in config["certificates"]] + [ADMIN_NAME] + \
+        [cert.cert_id for cert in system_certs.of_config(config)]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise SetupError(f"no certificate {', '.join(unknown)} here; known: {', '.join(known)}")
+    renewal_round(Settings.from_environment(), frozenset(names))
+    staged = system_certs.pending(system_certs.of_config(config))
+    if staged:  # Tomcat restarts to install them: done once they are and IPA's side is up
+        log(f"waiting for Tomcat to restart with {', '.join(c.cert_id for c in staged)}")
+        deadline = time.monotonic() + RESTART_TIMEOUT
+        while system_certs.pending(staged) or not os.path.exists(SETUP_MARKER):
+            if time.monotonic() > deadline:
+                raise SetupError(f"Tomcat did not come back with the renewed certificates "
+                                 f"within {RESTART_TIMEOUT}s; the CA's log says why")
+            time.sleep(1)
+    state = renewal.State.load(RENEWAL_STATE)
+    failed = [f"{n}: {state.records[n].last_error}" for n in names
+              if n in state.records and state.records[n].failures]
+    if failed:
+        raise SetupError("renewal failed: " + "; ".join(failed))
+
+
+def install_renewed() -> None:
+    """With Tomcat stopped (the entrypoint runs this between two runs): install each
+    staged system certificate (system_certs.install), recorded in the state."""
+    config = load_config()
+    certs = system_certs.pending(system_certs.of_config(config))
+    if not certs:
+        return
+    state = renewal.State.load(RENEWAL_STATE)
+    dm_password = os.path.join(derived_keys.SECRETS_DIR, "ldap-dm-password")
+    with open(dm_password, encoding="utf-8") as handle:
+        directory = Directory(config["ldap_uri"], handle.read().strip())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        for cert in certs:
+            record = state.record(cert.cert_id)
+            try:
+                renewed = system_certs.install(cert, directory, config["suffix"],
+                                               config["ipaca_people"])
+            except (system_certs.SystemCertError, ldap.LDAPError, OSError) as exc:
+                record.failed(now, f"install: {exc}"[:300])
+                log(f"installing the renewed {cert.nickname} failed: {exc}; the old one "
+                    f"stays in use, the install is tried again at the next restart")
+                continue
+            record.succeeded(renewed.serial_number, derived_keys.validity(renewed)[1], now,
+                             renewed=True)
+            log(f"installed the renewed {cert.nickname} (serial {renewed.serial_number})")
     finally:
-        for path in pems:
-            os.unlink(path)
+        state.save(RENEWAL_STATE)
+
+
+def write_summary(state: renewal.State, settings: Settings) -> None:
+    """The state in one line on tmpfs, which the health check prints (``status``)."""
+    line = state.summary(datetime.datetime.now(datetime.timezone.utc), settings.renew_before)
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(RENEWAL_SUMMARY), exist_ok=True)
+        with open(RENEWAL_SUMMARY + ".tmp", "w", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+        os.replace(RENEWAL_SUMMARY + ".tmp", RENEWAL_SUMMARY)
+
+
+COMMANDS = {"setup": setup, "renew": renew_forever, "install-renewed": install_renewed}
+USAGE = "usage: ipa_ca.py setup | renew | renew-now NAME... | install-renewed | profiles"
 
 
 def main(argv: list[str]) -> int:
@@ -580,14 +984,20 @@ def main(argv: list[str]) -> int:
         for profile_id, _, _ in included_profiles():
             print(profile_id)
         return 0
-    if argv != ["setup"]:
-        print("usage: ipa_ca.py setup | profiles", file=sys.stderr)
+    if argv[:1] == ["renew-now"] and len(argv) > 1:
+        command = lambda: renew_now(argv[1:])  # noqa: E731
+    elif len(argv) == 1 and argv[0] in COMMANDS:
+        command = COMMANDS[argv[0]]
+    else:
+        print(USAGE, file=sys.stderr)
         return 2
     try:
-        setup()
+        command()
     except (SetupError, derived_keys.KeyError_, OSError, ldap.LDAPError) as exc:
         print(f"ipa_ca: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -59,15 +59,20 @@ mkdir -p -m 0770 /run/ipa/ccaches || ipabuild_die "cannot create /run/ipa/ccache
 # the ca service derives the same keys, has Dogtag certify them and publishes the
 # certificates in the directory, where they are read as HTTP/ (GSSAPI).
 keys() { python3 /usr/local/lib/ipabuild/derived_keys.py "$@"; }
-# fetch_certificate LABEL SEED DN OUT: the newest valid certificate at DN for the key.
+# newest_certificate LABEL SEED DN OUT: the newest valid certificate at DN for the key,
+# once (exit 1: none yet; 2: no key).
+newest_certificate() {
+    KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y GSSAPI \
+        -H "ldap://ldap.$IPA_DOMAIN:3389" -s base -b "$3" 'userCertificate;binary' \
+        2>/dev/null | keys select "$2" "$1" "$4"
+}
+# fetch_certificate LABEL SEED DN OUT: the same, waiting until the ca service issued it.
 fetch_certificate() {
-    local label=$1 seed=$2 dn=$3 out=$4 waited=0
-    until KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y GSSAPI \
-            -H "ldap://ldap.$IPA_DOMAIN:3389" -s base -b "$dn" 'userCertificate;binary' \
-            2>/dev/null | keys select "$seed" "$label" "$out"; do
-        [ $? -eq 2 ] && ipabuild_die "cannot derive the $label key (the line above says why)"
-        [ $((waited % 30)) -eq 0 ] && ipabuild_log "waiting for the $label certificate at" \
-            "$dn (the ca service issues it when it starts)"
+    local waited=0
+    until newest_certificate "$@"; do
+        [ $? -eq 2 ] && ipabuild_die "cannot derive the $1 key (the line above says why)"
+        [ $((waited % 30)) -eq 0 ] && ipabuild_log "waiting for the $1 certificate at" \
+            "$3 (the ca service issues it when it starts)"
         sleep 2
         waited=$((waited + 2))
     done
@@ -77,19 +82,21 @@ fetch_certificate() {
 # (/var/lib/ipa/ra-agent.{pem,key} link here).
 keys key ra-agent-key-seed ra-agent "$run/ra-agent.key" \
     || ipabuild_die "cannot derive the RA agent key (the line above says why)"
-fetch_certificate ra-agent ra-agent-key-seed \
-    "cn=ipaCert,cn=ca_renewal,cn=ipa,cn=etc,$IPA_SUFFIX" "$run/ra-agent.pem"
+ra_dn="cn=ipaCert,cn=ca_renewal,cn=ipa,cn=etc,$IPA_SUFFIX"
+fetch_certificate ra-agent ra-agent-key-seed "$ra_dn" "$run/ra-agent.pem"
 ipabuild_log "RA agent: $(openssl x509 -in "$run/ra-agent.pem" -noout -subject -serial)"
 
+tls_dn="krbprincipalname=$principal,cn=services,cn=accounts,$IPA_SUFFIX"
+own_tls=yes
 if [ -r /run/secrets/http-tls-crt ] && [ -r /run/secrets/http-tls-key ]; then
+    own_tls=no
     ipabuild_log "TLS: the certificate from the secrets http-tls-crt/http-tls-key"
     cp /run/secrets/http-tls-crt "$run/tls.crt"
     cp /run/secrets/http-tls-key "$run/tls.key"
 else
     keys key http-tls-key-seed http-tls "$run/tls.key" \
         || ipabuild_die "cannot derive the TLS key (the line above says why)"
-    fetch_certificate http-tls http-tls-key-seed "krbprincipalname=$principal,cn=services,cn=accounts,$IPA_SUFFIX" \
-        "$run/tls-leaf.crt"
+    fetch_certificate http-tls http-tls-key-seed "$tls_dn" "$run/tls-leaf.crt"
     # The chain a client needs, leaf first: SSLCertificateFile sends all of it.
     cat "$run/tls-leaf.crt" "$run/ca.crt" >"$run/tls.crt"
     ipabuild_log "TLS: $(openssl x509 -in "$run/tls-leaf.crt" -noout -subject -issuer)"
@@ -101,4 +108,35 @@ set -u
 export APACHE_RUN_DIR=$run APACHE_PID_FILE=$run/httpd.pid APACHE_LOCK_DIR=$run
 export HTTP_CA_URL=${HTTP_CA_URL:-https://ca:8443}
 ipabuild_log "starting httpd on 80/443 as UID $(id -u)"
-exec /usr/sbin/apache2 -DFOREGROUND
+/usr/sbin/apache2 -DFOREGROUND &
+httpd=$!
+trap 'kill -TERM "$httpd" 2>/dev/null; wait "$httpd"; exit 0' TERM INT  # as with exec
+
+# Renewed certificates: the ca service's renewer publishes them beside the old ones.
+# Every IPABUILD_CERT_POLL seconds (default 300) the newest of each is fetched aside;
+# one that differs from the file in use replaces it whole (renamed into place), and
+# httpd restarts gracefully (SIGUSR1: requests in flight finish, new ones get the new
+# TLS certificate; ipaserver reads the RA agent's files per request to the CA).
+# refreshed LABEL SEED DN FILE: exit 0 when FILE now holds a newer certificate.
+refreshed() {
+    newest_certificate "$1" "$2" "$3" "$4.next" 2>/dev/null || return 1
+    if cmp -s "$4.next" "$4"; then rm -f "$4.next"; return 1; fi
+    mv -f "$4.next" "$4"
+    ipabuild_log "$1: $(openssl x509 -in "$4" -noout -serial -enddate | tr '\n' ' ')"
+}
+poll=${IPABUILD_CERT_POLL:-300}
+while kill -0 "$httpd" 2>/dev/null; do
+    sleep "$poll" & wait $! || true
+    # A fresh ticket each round (the first one's lifetime ends after a day).
+    KRB5CCNAME=FILE:$run/http.ccache kinit -k -t "$run/http.keytab" "$principal" 2>/dev/null || continue
+    changed=""
+    refreshed ra-agent ra-agent-key-seed "$ra_dn" "$run/ra-agent.pem" && changed="RA agent"
+    if [ "$own_tls" = yes ] && refreshed http-tls http-tls-key-seed "$tls_dn" "$run/tls-leaf.crt"; then
+        cat "$run/tls-leaf.crt" "$run/ca.crt" >"$run/tls.crt.next" && mv -f "$run/tls.crt.next" "$run/tls.crt"
+        changed="$changed${changed:+, }TLS"
+    fi
+    [ -n "$changed" ] || continue
+    ipabuild_log "renewed certificate ($changed) installed: httpd restarts gracefully"
+    kill -USR1 "$httpd" 2>/dev/null || true
+done
+wait "$httpd"

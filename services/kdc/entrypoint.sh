@@ -124,13 +124,14 @@ kdc_entry="cn=KDC,cn=$IPA_SERVER,cn=masters,cn=ipa,cn=etc,$IPA_SUFFIX"
 # PKINIT (anonymous PKINIT: FAST armor, `kinit -n`): the certificate the ca service had
 # Dogtag issue for the key derived from kdc-pkinit-key-seed, and the IPA CA as anchor.
 keys() { python3 /usr/local/lib/ipabuild/derived_keys.py "$@"; }
-pkinit_files() {
+pkinit_files() {  # $1: the directory to write kdc.crt, kdc.key and ca.pem into
+    mkdir -p "$1"
     directory -b "$kdc_entry" -s base 'userCertificate;binary' |
-        keys select kdc-pkinit-key-seed kdc-pkinit "$run/kdc.crt" || return 1
-    keys key kdc-pkinit-key-seed kdc-pkinit "$run/kdc.key" || return 1
+        keys select kdc-pkinit-key-seed kdc-pkinit "$1/kdc.crt" || return 1
+    keys key kdc-pkinit-key-seed kdc-pkinit "$1/kdc.key" || return 1
     directory -b "cn=CAcert,cn=ipa,cn=etc,$IPA_SUFFIX" -s base 'cACertificate;binary' |
         sed -n 's/^cACertificate;binary:: //p' | base64 -d |
-        openssl x509 -inform DER -out "$run/ca.pem" 2>/dev/null
+        openssl x509 -inform DER -out "$1/ca.pem" 2>/dev/null
 }
 kdc_conf() {  # $1: on | off
     local lines=""
@@ -155,26 +156,39 @@ systemd-socket-activate --listen="$run/DEFAULT.socket" --accept --inetd \
 
 ipabuild_log "starting kadmind (kpasswd 8464, kadmin 8749) and krb5kdc for $IPA_REALM (8088)"
 /usr/sbin/kadmind -nofork &
-if pkinit_files; then
+# krb5kdc reads its PKINIT identity only at start. On a new stack the KDC starts before
+# the CA, so without a certificate (password logins only); later the ca service's renewer
+# publishes renewed certificates beside the old ones. So krb5kdc runs as this shell's
+# child, and every few seconds until PKINIT is on, then every IPABUILD_CERT_POLL seconds
+# (default 300), the newest valid certificate for the KDC's key is fetched aside; when
+# it differs from the one served, it replaces it (renamed into place) and krb5kdc
+# restarts (a fraction of a second; its state is all in the directory).
+poll=${IPABUILD_CERT_POLL:-300}
+if pkinit_files "$run"; then
     kdc_conf on && pkinit_enabled
-    ipabuild_log "PKINIT on: $(openssl x509 -in "$run/kdc.crt" -noout -subject)"
-    exec /usr/sbin/krb5kdc -n
+    ipabuild_log "PKINIT on: $(openssl x509 -in "$run/kdc.crt" -noout -subject -serial -enddate | tr '\n' ' ')"
+    interval=$poll
+else
+    kdc_conf off
+    ipabuild_log "PKINIT off until the ca service publishes the KDC's certificate at $kdc_entry"
+    interval=5
 fi
-# No certificate yet (the CA starts after the KDC on a new stack): serve password logins
-# now, and restart krb5kdc (it reads its PKINIT identity only at start) once it exists.
-kdc_conf off
-ipabuild_log "PKINIT off until the ca service publishes the KDC's certificate at $kdc_entry"
 /usr/sbin/krb5kdc -n &
 kdc=$!
 trap 'kill "$kdc" 2>/dev/null; wait "$kdc"; exit 0' TERM INT  # a clean stop, as with exec
 while kill -0 "$kdc" 2>/dev/null; do
-    sleep 5
-    pkinit_files 2>/dev/null || continue
+    sleep "$interval" & wait $! || true
+    pkinit_files "$run/next" 2>/dev/null || continue
+    if [ "$(cat "$run/pkinit")" = on ] && cmp -s "$run/next/kdc.crt" "$run/kdc.crt" &&
+            cmp -s "$run/next/ca.pem" "$run/ca.pem"; then
+        continue
+    fi
+    for file in kdc.key ca.pem kdc.crt; do mv -f "$run/next/$file" "$run/$file"; done
     kdc_conf on && pkinit_enabled
-    ipabuild_log "PKINIT certificate found: restarting krb5kdc with PKINIT on"
+    ipabuild_log "PKINIT certificate $(openssl x509 -in "$run/kdc.crt" -noout -serial -enddate | tr '\n' ' '): restarting krb5kdc to serve it"
     kill "$kdc"; wait "$kdc" || true
     /usr/sbin/krb5kdc -n &
     kdc=$!
-    break
+    interval=$poll
 done
 wait "$kdc"

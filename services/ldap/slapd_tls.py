@@ -39,7 +39,9 @@ LABEL = "ldap-tls"
 NICKNAME = "Server-Cert"   # dscreate's name, which cn=RSA,cn=encryption,cn=config names
 CA_NICKNAME = "IPA CA"
 POLL_UNTIL_INSTALLED = 1.0
-POLL_AFTERWARDS = 300.0
+# Then, for renewed certificates (the ca service's renewer publishes them beside the old
+# ones), every IPABUILD_CERT_POLL seconds.
+POLL_AFTERWARDS = float(os.environ.get("IPABUILD_CERT_POLL", "300"))
 
 
 def log(message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import click
 
 from ipabuild.cli.base import STACK_OPTION, fail, main, project_root
 from ipabuild.core.errors import IpabuildError, UsageError
+from ipabuild.stack.containers import state_of
 
 
 def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untyped-def]
                    wanted: str = "", tag: str | None = None,
-                   uids: dict[str, int] | None = None):
+                   uids: dict[str, int] | None = None,
+                   environment: tuple[str, ...] = ()):
     from ipabuild.spec.load import load_project, load_services
     from ipabuild.spec.ordering import with_dependencies
     from ipabuild.stack.podman_api import another_client, connect
@@ -35,9 +38,32 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
         names = [w.strip() for w in wanted.split(",") if w.strip()]
         load_services(root, project, names)  # unknown names fail clearly here
         services = with_dependencies(load_services(root, project, service_names(root)), names)
+    added = _service_environment(environment, [s.name for s in services])
     return root, project, services, Stack(client, project, services, name,
                                           tag or project.image.tag, uids,
-                                          client_factory=another_client)
+                                          client_factory=another_client,
+                                          environment=added)
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _service_environment(values: tuple[str, ...],
+                         services: list[str]) -> dict[str, dict[str, str]]:
+    """``--env [SERVICE:]NAME=VALUE`` values per service (no SERVICE: every service)."""
+    added: dict[str, dict[str, str]] = {}
+    for value in values:
+        head, equals, setting = value.partition("=")
+        target, _, name = head.rpartition(":")
+        if not equals or not ENV_NAME.fullmatch(name):
+            raise UsageError(f"--env {value!r} is not [SERVICE:]NAME=VALUE",
+                             "e.g. --env ca:IPABUILD_RENEW_CHECK=15s")
+        if target and target not in services:
+            raise UsageError(f"--env {value!r}: no service {target!r} in this stack",
+                             f"use one of {', '.join(services)}")
+        for service in [target] if target else services:
+            added.setdefault(service, {})[name] = setting
+    return added
 
 
 def _service_uids(values: tuple[str, ...]) -> dict[str, int]:
@@ -178,9 +204,15 @@ def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> 
                    "instead of one allocated from the registry; refused if another stack, "
                    "container, host account or sub-ID range has it. Repeatable; fixed for "
                    "the stack's volumes until `down --volumes`.")
+@click.option("--env", "environment", multiple=True, metavar="[SERVICE:]NAME=VALUE",
+              help="Set an environment variable in SERVICE's container (without SERVICE: "
+                   "in every container), on top of the image's; a container whose "
+                   "environment changes is made again. E.g. the renewer's knobs: "
+                   "ca:IPABUILD_RENEW_BEFORE=28d, ca:IPABUILD_RENEW_CHECK=1h, "
+                   "IPABUILD_CERT_POLL=300 (docs/certificates.md). Repeatable.")
 @click.pass_context
 def up(ctx: click.Context, name: str, mode: str, wanted: str, tag: str | None,
-       uids: tuple[str, ...]) -> None:
+       uids: tuple[str, ...], environment: tuple[str, ...]) -> None:
     """Start a stack with podman, in dependency order, waiting for each to be healthy.
 
     ldap first, then kdc and ca, then http; each as a non-root UID with GID 0, read-only
@@ -195,7 +227,7 @@ def up(ctx: click.Context, name: str, mode: str, wanted: str, tag: str | None,
         if mode == "monolithic":
             wanted = "monolithic"
         root, _project, services, stack = _stack_context(ctx.obj["root"], name, wanted, tag,
-                                                         _service_uids(uids))
+                                                         _service_uids(uids), environment)
         files = ensure_secrets(secrets_dir(root, name), secret_names(services))
         rows = stack.up(files, PlainReporter())
     except IpabuildError as exc:
@@ -218,6 +250,52 @@ def status(ctx: click.Context, name: str, json_output: bool) -> None:
         return
     _print_status(rows, json_output)
     sys.exit(0 if all(r.health in ("healthy", "none") for r in rows) else 1)
+
+
+@main.command()
+@STACK_OPTION
+@click.option("--json", "json_output", is_flag=True, help="Print the rows as JSON.")
+@click.option("--renew", "renew", default="", metavar="CERT[,CERT]",
+              help="First have the stack's renewer renew these certificates now, whatever "
+                   "their dates (names as listed, e.g. http-tls,subsystem); Dogtag's own "
+                   "make the CA restart Tomcat. Then list.")
+@click.pass_context
+def certs(ctx: click.Context, name: str, json_output: bool, renew: str) -> None:
+    """Every certificate of a running stack: role, where it lives, subject, serial,
+    issuer, not-after, days left, who renews it and what the renewer recorded.
+
+    Each certificate is read from the container that uses it (what it serves, not what
+    was published). Exit status 1 when one is expired, cannot be read, or its renewal
+    is failing; the lines under the table say which.
+    """
+    from dataclasses import asdict
+
+    from ipabuild.core.tables import print_table
+    from ipabuild.stack.certs import attention, inventory, renew_now
+    from ipabuild.stack.view import certificates_table
+
+    try:
+        _root_dir, _project, _services, stack = _stack_context(ctx.obj["root"], name)
+        if not any(state_of(c) == "running" for c in stack.containers()):
+            raise UsageError(f"stack {name!r} is not running",
+                             f"start it: ipabuild up --name {name}")
+        if renew:
+            code, said = renew_now(stack.client, stack.plans,
+                                   [n.strip() for n in renew.split(",") if n.strip()])
+            if code != 0:
+                raise IpabuildError(f"renewing {renew} failed: {said.splitlines()[-1:]}")
+            click.echo(said, err=True)
+        rows = inventory(stack.client, stack.plans)
+    except IpabuildError as exc:
+        fail(exc)
+        return
+    problems = attention(rows)
+    if json_output:
+        click.echo(json.dumps([{**asdict(r), "expired": r.expired} for r in rows], indent=2))
+    else:
+        print_table(certificates_table(rows), notes=problems)
+    failing = [r for r in rows if r.error or r.expired or r.renewal.startswith("failing")]
+    sys.exit(1 if failing else 0)
 
 
 @main.command()

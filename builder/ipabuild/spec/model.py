@@ -315,6 +315,40 @@ class Healthcheck(StrictModel):
     start_period: int = 60
 
 
+class HeldCertificate(StrictModel):
+    """A certificate a service holds, listed by ``ipabuild certs``: where it is read
+    from in the running container (a PEM file, or an NSS database and nickname) and who
+    renews it."""
+
+    name: str = Field(description="short identifier; a renewer's state file records the "
+                                  "certificate under the same name")
+    role: str = Field(description="what the certificate is for, in a few words")
+    pem: str | None = Field(default=None, description="absolute path of a PEM file")
+    nssdb: str | None = Field(default=None, description="NSS database directory")
+    nickname: str | None = Field(default=None, description="nickname in `nssdb`")
+    renewed_by: str = Field(description="who renews it, or the manual command that does")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> HeldCertificate:
+        if bool(self.pem) == bool(self.nssdb and self.nickname) or (
+                self.pem and (self.nssdb or self.nickname)):
+            raise ValueError("give either `pem`, or `nssdb` and `nickname`")
+        for path in (self.pem, self.nssdb):
+            if path and not path.startswith("/"):
+                raise ValueError(f"{path!r} must be an absolute path in the container")
+        return self
+
+
+class Renewer(StrictModel):
+    """A service that renews the stack's certificates: where it records what it did, and
+    how to make it renew named certificates now (`ipabuild certs --renew`)."""
+
+    state: str = Field(description="its state file (JSON, services/ca/renewal.py): "
+                                   "renewals and failures show in `ipabuild certs`")
+    renew_now: list[str] = Field(description="command renewing the certificates whose "
+                                             "names are appended, whatever their dates")
+
+
 class Secret(StrictModel):
     """A secret delivered at run time as a mounted file (never env, never a layer)."""
 
@@ -432,6 +466,10 @@ class Service(StrictModel):
         default_factory=list,
         description="explicit deviations from the image contract, with the reason",
     )
+    certificates: list[HeldCertificate] = Field(
+        default_factory=list, description="certificates this service holds (`ipabuild certs`)")
+    renewer: Renewer | None = Field(
+        default=None, description="the certificate renewer this service runs, if any")
     read_only_root: bool = True
     resources: Resources = Field(
         default_factory=Resources,

@@ -36,6 +36,9 @@ class ServicePlan:
     network: str
     ids: StackIds | None = None  # the stack's host IDs, allocated by ``Stack.up``
     server_name: str = ""  # the project's server name (answered by a routed service)
+    # Environment given to `up --env` on top of the image's (e.g. a test's short renewal
+    # times); part of the create arguments, so a change makes the container again.
+    environment: tuple[tuple[str, str], ...] = ()
 
     @property
     def container(self) -> str:
@@ -117,6 +120,8 @@ class ServicePlan:
         }
         if service.sysctls:
             args["sysctls"] = dict(service.sysctls)
+        if self.environment:
+            args["environment"] = dict(self.environment)
         if self.in_userns:
             userns = self._ids.userns
             assert userns is not None

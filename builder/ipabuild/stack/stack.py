@@ -69,7 +69,8 @@ class Stack:
 
     def __init__(self, client: PodmanClient, project: Project, services: list[Service],
                  name: str, tag: str, uids: Mapping[str, int] | None = None,
-                 client_factory: Callable[[], PodmanClient] | None = None) -> None:
+                 client_factory: Callable[[], PodmanClient] | None = None,
+                 environment: Mapping[str, Mapping[str, str]] | None = None) -> None:
         if not STACK_NAME.fullmatch(name):
             raise UsageError(f"invalid stack name {name!r}",
                              "use up to 63 letters, digits, '.', '_' or '-', "
@@ -84,9 +85,11 @@ class Stack:
         self.tag = tag
         self.network = f"ipabuild-{name}"
         self.requested_uids = dict(uids or {})  # service -> host UID it must run as
+        added = environment or {}
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
                                   project.domain, self.network,
-                                  server_name=project.server_name)
+                                  server_name=project.server_name,
+                                  environment=tuple(sorted(added.get(s.name, {}).items())))
                       for s in dependency_order(services)]
 
     @property

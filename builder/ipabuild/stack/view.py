@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from ipabuild.core.tables import new_table
+from ipabuild.stack.certs import CertificateRow
 from ipabuild.stack.stack import StackStatus
 
 COLUMNS = ("service", "container", "state", "health", "ports", "host pid",
@@ -34,4 +35,21 @@ def status_table(rows: list[StackStatus]) -> Table:
         ports = " ".join(f"{k}->{v}" for k, v in r.ports.items())
         table.add_row(r.service, r.container, r.state, health_cell(r), ports, str(r.host_pid or ""),
                       _id(r.uid_in_container), _id(r.uid_on_host))
+    return table
+
+
+CERT_COLUMNS = ("service", "certificate", "role", "where", "subject", "serial", "issuer",
+                "not after", "days left", "renewed by", "renewal")
+
+
+def certificates_table(rows: list[CertificateRow]) -> Table:
+    """``ipabuild certs``: serials and dates whole; an unreadable one says why."""
+    table = new_table("certificates", CERT_COLUMNS,
+                      whole=("service", "certificate", "serial", "not after", "days left"))
+    for r in rows:
+        left = "" if r.days_left is None else f"{r.days_left:.1f}"
+        serial = "" if r.serial is None else str(r.serial)
+        subject = r.subject or f"({r.error})"
+        table.add_row(r.service, r.name, r.role, r.location, subject, serial, r.issuer,
+                      r.not_after, left, r.renewed_by, r.renewal)
     return table

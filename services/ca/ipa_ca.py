@@ -530,7 +530,10 @@ def ensure_profiles(config: dict[str, Any], dogtag: Dogtag, directory: Directory
     for profile_id, description, store_issued in included_profiles():
         dn = f"cn={profile_id},{container}"
         if directory.get(dn, ["cn"]) is not None:
-            if profile_id in EC_TOO:  # an older stack imported it for RSA keys only
+            # An older stack imported it for RSA keys only: import it again (once; a
+            # Dogtag profile update is three requests, on every start otherwise).
+            if profile_id in EC_TOO and ".constraint.params.keyType=-" not in \
+                    dogtag.call("GET", f"/profiles/{profile_id}/raw").text:
                 dogtag.ensure_profile(profile_id, profile_text(profile_id, config))
             continue
         dogtag.ensure_profile(profile_id, profile_text(profile_id, config))

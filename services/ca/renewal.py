@@ -189,6 +189,9 @@ class State:
         if soonest is None or soonest.not_after is None:
             return "certificates: not checked yet"
         left = _parse_iso(soonest.not_after) - now
+        if left.total_seconds() <= 0:
+            return (f"certificates: {len(self.records)} tracked, EXPIRED: {soonest.name} "
+                    f"({_ago(-left)} ago)")
         due = decide(_parse_iso(soonest.not_after), now, renew_before).kind != "valid"
         what = "due for renewal" if due else "soonest to expire"
         return (f"certificates: {len(self.records)} tracked, {what}: {soonest.name} "

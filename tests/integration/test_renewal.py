@@ -68,7 +68,9 @@ def _when(text: str) -> float:
 
 def quiet_window(stack: str, needed: float) -> dict[str, dict]:
     """Wait, if need be, until no renewal is due for ``needed`` seconds and the last one
-    has settled; the inventory then."""
+    has settled; the inventory then. Renewals come every VALIDITY - RENEW_BEFORE, so
+    ``needed`` must stay under that less SETTLE."""
+    assert needed < (VALIDITY - RENEW_BEFORE).total_seconds() - SETTLE
     deadline = time.time() + 120
     while True:
         rows = certs(stack)
@@ -158,7 +160,7 @@ def test_dogtag_system_certificates_renew_and_the_ca_keeps_working(short_lived: 
     validity is pkispawn's 720 days: afterwards Tomcat serves the new TLS certificate and
     IPA's API still issues certificates through it."""
     client = Client(short_lived, ROOT / ".ipabuild" / "secrets" / short_lived)
-    before = quiet_window(short_lived, 120)
+    before = quiet_window(short_lived, 60)
     result = ipabuild("certs", "--name", short_lived, "--json", "--renew", ",".join(SYSTEM_CERTS))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     after = {row["name"]: row for row in json.loads(result.stdout)}

@@ -136,3 +136,10 @@ def test_the_health_line_names_failures_first_then_the_soonest() -> None:
     state.record("ldap-tls").failed(NOW, "CA down")
     assert state.summary(NOW, WINDOW) == ("renewal of ldap-tls failing (1 attempts): "
                                           "CA down")
+
+
+def test_the_health_line_says_expired() -> None:
+    state = renewal.State()
+    state.record("kdc-pkinit").succeeded(3, NOW - 2 * DAY, NOW - 800 * DAY, renewed=False)
+    assert state.summary(NOW, WINDOW) == ("certificates: 1 tracked, EXPIRED: kdc-pkinit "
+                                          "(2d ago)")

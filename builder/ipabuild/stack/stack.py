@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from podman import PodmanClient
@@ -117,27 +118,44 @@ class Stack:
         return [p.image for p in self.plans if not self.client.images.exists(p.image)]
 
     def status(self) -> list[StackStatus]:
-        rows = []
-        for plan in self.plans:
-            try:
-                container = self.client.containers.get(plan.container)
-            except NotFound:
-                rows.append(StackStatus(plan.service.name, plan.container, "absent", "-"))
-                continue
-            state = container.attrs["State"]
-            running = state.get("Status") == "running"
-            pid = int(state.get("Pid") or 0)
-            ports = {port: f"{b[0]['HostIp']}:{b[0]['HostPort']}"
-                     for port, b in (container.attrs["NetworkSettings"]["Ports"] or {}).items()
-                     if b}
-            host_uid = container_uid = None
-            if running and pid:
-                host_uid, container_uid = process_uids(pid)
-            health, says = health_report(self.client, plan.container) if running else ("-", "")
-            rows.append(StackStatus(
-                plan.service.name, plan.container, state.get("Status", "?"), health,
-                ports, pid, container_uid, host_uid, says))
+        """One row per service; the health checks run at the same time (each takes the
+        check's own time: run one after another they added up to half a second)."""
+        rows = [self._status_row(plan) for plan in self.plans]
+        running = [row for row in rows if row.state == "running"]
+        if running:
+            with ThreadPoolExecutor(max_workers=len(running)) as pool:
+                reports = list(pool.map(self._health, [row.container for row in running]))
+            for row, (health, says) in zip(running, reports, strict=True):
+                row.health, row.health_says = health, says
         return rows
+
+    def _health(self, container: str) -> tuple[str, str]:
+        """health_report with a client of this thread's own, when there is a factory."""
+        if self._client_factory is None:
+            return health_report(self._client, container)
+        client = self._client_factory()
+        try:
+            return health_report(client, container)
+        finally:
+            client.close()
+
+    def _status_row(self, plan: ServicePlan) -> StackStatus:
+        """The row without its health (``status`` fills it in)."""
+        try:
+            container = self.client.containers.get(plan.container)
+        except NotFound:
+            return StackStatus(plan.service.name, plan.container, "absent", "-")
+        state = container.attrs["State"]
+        running = state.get("Status") == "running"
+        pid = int(state.get("Pid") or 0)
+        ports = {port: f"{b[0]['HostIp']}:{b[0]['HostPort']}"
+                 for port, b in (container.attrs["NetworkSettings"]["Ports"] or {}).items()
+                 if b}
+        host_uid = container_uid = None
+        if running and pid:
+            host_uid, container_uid = process_uids(pid)
+        return StackStatus(plan.service.name, plan.container, state.get("Status", "?"), "-",
+                           ports, pid, container_uid, host_uid)
 
     # --- up -------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ instance=pki-tomcat
 ldap_host=${CA_LDAP_HOST:-ldap}
 ldap_port=${CA_LDAP_PORT:-3389}
 base_dn=${CA_LDAP_BASE_DN:-o=ipaca}
-ca_hostname=${CA_HOSTNAME:-ca}
 volumes=(/etc/pki /var/lib/pki /var/log/pki)
 marker=/etc/pki/.ipabuild-initialised
 setup_marker=/tmp/ipabuild-ca/ipa-setup-done
@@ -81,30 +80,23 @@ run_tomcat() {
 # IPA's certificates (RA agent, http and ldap TLS), profiles, the ipa CA entry and the
 # default CA ACL (ipa_ca.py); the health check reports healthy only after it succeeded.
 setup_ipa_side() {
-    local tomcat=$1 ticks=0 waited=0  # ticks of 0.5 s: Dogtag's start is ~3 s on a restart
+    local tomcat=$1 rc=0
     rm -f "$setup_marker"
-    until curl -sf --cacert "$ca_pem" "https://$ca_hostname:8443/ca/admin/ca/getStatus" 2>/dev/null \
-            | grep -q '<Status>running</Status>'; do
-        kill -0 "$tomcat" 2>/dev/null || return 0
-        waited=$((ticks / 2))
-        [ $((ticks % 120)) -eq 60 ] && ipabuild_log "waiting for Dogtag to answer on :8443"
-        if [ "$waited" -ge "$start_timeout" ]; then
-            # Dogtag does not retry a failed engine start: stop, so that the container
+    # ipa_ca.py starts at once and waits for Dogtag itself (0.25 s polls of getStatus),
+    # so that Python's start overlaps Tomcat's.
+    IPA_CA_START_TIMEOUT=$start_timeout python3 /usr/local/lib/ipabuild/ipa_ca.py setup || rc=$?
+    case $rc in
+        0) date -u +%Y-%m-%dT%H:%M:%SZ >"$setup_marker" ;;
+        3)  # Dogtag does not retry a failed engine start: stop, so that the container
             # restarts (restart policy, or Kubernetes) and Dogtag starts again.
             ipabuild_log "Dogtag's CA subsystem is not running after ${start_timeout}s" \
                 "(/var/log/pki/pki-tomcat/ca/debug.*.log says why); stopping to be restarted"
             kill -TERM "$tomcat"
-            return 0
-        fi
-        sleep 0.5
-        ticks=$((ticks + 1))
-    done
-    if python3 /usr/local/lib/ipabuild/ipa_ca.py setup; then
-        date -u +%Y-%m-%dT%H:%M:%SZ >"$setup_marker"
-    else
-        ipabuild_log "IPA's CA setup failed (the line above says why); the CA stays unhealthy"
-        return 0
-    fi
+            return 0 ;;
+        4) return 0 ;;  # Tomcat stopped meanwhile
+        *) ipabuild_log "IPA's CA setup failed (the line above says why); the CA stays unhealthy"
+           return 0 ;;
+    esac
     # The renewer (ipa_ca.py renew, renewal.py): renews IPA's certificates and Dogtag's
     # before they expire, as certmonger does on a FreeIPA server, for as long as this
     # Tomcat runs. It never stops the CA; should it crash, it starts again a minute later.

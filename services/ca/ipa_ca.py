@@ -813,9 +813,39 @@ def load_config() -> dict[str, Any]:
         return json.load(handle)
 
 
+class DogtagNotRunning(SetupError):
+    """Dogtag's CA subsystem did not start in time (exit status 3)."""
+
+
+class TomcatGone(SetupError):
+    """Tomcat stopped while setup waited for it (exit status 4)."""
+
+
+def wait_for_dogtag(url: str, timeout: float) -> None:
+    """Until Dogtag says its CA subsystem runs (getStatus, the readiness check pki-server
+    and IPA use), while the Tomcat the entrypoint recorded runs."""
+    with open(TOMCAT_PID, encoding="utf-8") as handle:
+        tomcat = int(handle.read().strip())
+    status = url.rstrip("/") + "/ca/admin/ca/getStatus"
+    started = time.monotonic()
+    said = 0.0
+    while time.monotonic() - started < timeout:
+        if not tomcat_alive(tomcat):
+            raise TomcatGone(f"Tomcat (PID {tomcat}) stopped")
+        with contextlib.suppress(requests.RequestException):
+            if "<Status>running</Status>" in requests.get(status, verify=CA_PEM, timeout=3).text:
+                return
+        if time.monotonic() - said >= 30:
+            said = time.monotonic()
+            log(f"waiting for Dogtag to answer on {url}")
+        time.sleep(0.25)
+    raise DogtagNotRunning(f"Dogtag's CA subsystem is not running after {timeout:.0f}s")
+
+
 def setup() -> None:
     config = load_config()
     settings = Settings.from_environment()
+    wait_for_dogtag(config["dogtag_url"], float(os.environ.get("IPA_CA_START_TIMEOUT", "180")))
     with Session(config) as session:
         session.dogtag.login()
         started = time.monotonic()
@@ -996,6 +1026,10 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         command()
+    except DogtagNotRunning:
+        return 3
+    except TomcatGone:
+        return 4
     except (SetupError, derived_keys.KeyError_, OSError, ldap.LDAPError) as exc:
         print(f"ipa_ca: {exc}", file=sys.stderr)
         return 1

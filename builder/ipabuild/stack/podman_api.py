@@ -87,11 +87,6 @@ def another_client() -> PodmanClient:
     return PodmanClient(base_url=URL)
 
 
-def healthcheck(client: PodmanClient, container: str) -> str:
-    """Run the container's healthcheck now; 'healthy', 'unhealthy' or 'none'."""
-    return health_report(client, container)[0]
-
-
 def health_report(client: PodmanClient, container: str) -> tuple[str, str]:
     """Run the container's healthcheck now: its status and what the check printed last
     (the services' checks say in one line which part is missing)."""

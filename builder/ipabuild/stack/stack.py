@@ -86,6 +86,7 @@ class Stack:
         self.tag = tag
         self.network = f"ipabuild-{name}"
         self.requested_uids = dict(uids or {})  # service -> host UID it must run as
+        self._health_seen: dict[str, tuple[str, str]] = {}  # `up`: container -> report
         added = environment or {}
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
                                   project.domain, self.network,
@@ -117,11 +118,16 @@ class Stack:
     def missing_images(self) -> list[str]:
         return [p.image for p in self.plans if not self.client.images.exists(p.image)]
 
-    def status(self) -> list[StackStatus]:
+    def status(self, known: dict[str, tuple[str, str]] | None = None) -> list[StackStatus]:
         """One row per service; the health checks run at the same time (each takes the
-        check's own time: run one after another they added up to half a second)."""
+        check's own time: run one after another they added up to half a second), except
+        where ``known`` has the container's report from a moment ago (``up``)."""
         rows = [self._status_row(plan) for plan in self.plans]
-        running = [row for row in rows if row.state == "running"]
+        known = known or {}
+        for row in rows:
+            if row.state == "running" and row.container in known:
+                row.health, row.health_says = known[row.container]
+        running = [row for row in rows if row.state == "running" and row.container not in known]
         if running:
             with ThreadPoolExecutor(max_workers=len(running)) as pool:
                 reports = list(pool.map(self._health, [row.container for row in running]))
@@ -176,6 +182,7 @@ class Stack:
             tag = "" if self.tag == self.project.image.tag else f" --tag {self.tag}"
             raise UsageError(f"images missing: {', '.join(missing)}",
                              f"build them with `ipabuild images --service {services}{tag}`")
+        self._health_seen.clear()
         ids = self._allocate_ids()
         self.plans = [replace(plan, ids=ids) for plan in self.plans]
         hosts = self._ensure_network()
@@ -188,7 +195,7 @@ class Stack:
         for worker in workers:
             worker.start()
         gates.wait_all()
-        return self.status()
+        return self.status(self._health_seen)
 
     def _bring_up_when_ready(self, plan: ServicePlan, secret_names: dict[str, str],
                              hosts: dict[str, str], report: Reporter,
@@ -201,7 +208,7 @@ class Stack:
             for dependency, condition in plan.service.depends_on.items():
                 if dependency in gates and not gates.wait(dependency, condition):
                     return
-            starter = ServiceStarter(self.client, self.name, report, gates)
+            starter = ServiceStarter(self.client, self.name, report, gates, self._health_seen)
             starter.bring_up(plan, secret_names, hosts)
         except Abandoned:
             pass

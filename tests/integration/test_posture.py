@@ -126,6 +126,15 @@ def test_blast_radius_of_the_split_stack(split_stack: str) -> None:
     sockets = [i for i in columns.values() if i.startswith("socket:")]
     assert sockets and all(kdc["cells"][s] == "connect" for s in sockets)
     assert all(http["cells"][s] == "none" for s in sockets)
+    # What the kdc reaches through the directory, measured by reading it: as Directory
+    # Manager, every password hash and every principal's Kerberos keys (its own rows,
+    # counted in the summary); http, without the socket, none of it.
+    directory = {label: i for label, i in columns.items() if ":directory/" in label}
+    assert sorted(label.split("/")[1].split()[0] for label in directory) == [
+        "krbPrincipalKey", "userPassword"], directory
+    for i in directory.values():
+        assert kdc["cells"][i] == "read", (i, kdc["details"].get(i))
+        assert http["cells"][i] == "none", i
     line = next(s for s in report["summary"] if s.startswith("blast radius, split: "))
     assert "any daemon" not in line and "http " in line
 

@@ -224,8 +224,12 @@ def test_measured_matrix_changes_with_one_fact(fake_container: ContainerFacts,
     assert cells["web:65531"] == NONE
     assert matrix.rows[0].probe_ids.startswith(f"{UID}:{GID}")
     assert matrix.rows[0].same_credentials and not matrix.rows[0].error
+    # What a bind over the LDAPI socket reads of the directory: here nothing (this UID
+    # cannot even connect to root's socket), but counted among the secrets and keys.
+    assert cells["web:directory/userPassword over LDAPI (password hashes)"] == NONE
+    assert cells["web:directory/krbPrincipalKey over LDAPI (Kerberos keys)"] == NONE
     before = summary(matrix)
-    assert before == "split: web webd → 1 of 2 secrets, 1 of 2 keys, LDAPI 0 of 1, " \
+    assert before == "split: web webd → 1 of 3 secrets, 1 of 3 keys, LDAPI 0 of 1, " \
                      "0 of 1 peer ports"
 
     (tmp_path / "tmp/secrets/dm").chmod(0o444)   # one more secret readable
@@ -233,7 +237,7 @@ def test_measured_matrix_changes_with_one_fact(fake_container: ContainerFacts,
     [matrix] = measure([fake_container], {"web": spec}, ["split"], _setpriv_runner)
     cells = {c.label: matrix.rows[0].cell(c) for c in matrix.columns}
     assert cells["dm"] == READ and cells[f"web:{tmp_path}/data"] == READ_WRITE
-    assert summary(matrix) != before and "all 2 secrets" in summary(matrix)
+    assert summary(matrix) != before and "2 of 3 secrets" in summary(matrix)
     assert not list((tmp_path / "data").glob(".ipabuild-blast.*"))  # the try cleaned up
 
 
@@ -295,3 +299,27 @@ def test_each_stack_of_a_mode_gets_its_own_matrix(monkeypatch: pytest.MonkeyPatc
     assert summary(matrices[0]) == "split (stack a): web webd → 1 of 1 secret, no keys, " \
                                    "0 of 1 peer ports"
     assert summary(matrices[2]).startswith("monolithic: not measured")
+
+
+def test_what_a_bind_reads_of_the_directory_counts_as_secrets_and_keys(
+        fake_container: ContainerFacts, box: Path) -> None:
+    """A daemon whose LDAPI bind reads password hashes and Kerberos keys (FreeIPA's KDC
+    as Directory Manager) gets those as its own rows, in its summary's counts."""
+    tried: list[str] = []
+
+    def runner(_container: str, _uid: int, _gid: int, args: list[str]) -> CommandResult:
+        pairs = list(zip(args[::2], args[1::2], strict=True))
+        tried.extend(kind for kind, _ in pairs)
+        answers = [f"result\t{i}\t{'read' if kind == 'ldapread' else 'none'}\t"
+                   f"{'412 values' if kind == 'ldapread' else ''}"
+                   for i, (kind, _) in enumerate(pairs)]
+        return CommandResult([], 0, "id\t1:0 0\ncaps\t0\n" + "\n".join(answers) + "\n", "")
+
+    [matrix] = measure([fake_container], {"web": _spec(box)}, ["split"], runner)
+    assert tried.count("ldapread") == 2
+    directory = [c for c in matrix.columns if c.probe == "ldapread"]
+    assert sorted((c.kind, c.locations["ipabuild-t-web"].rsplit("|", 1)[1])
+                  for c in directory) == [(KEY, "krbPrincipalKey"), (SECRET, "userPassword")]
+    assert all(matrix.rows[0].details[c.id] == "412 values" for c in directory)
+    assert summary(matrix) == "split: web webd → 1 of 3 secrets, 1 of 3 keys, LDAPI 0 of 1, " \
+                              "0 of 1 peer ports"

@@ -107,6 +107,22 @@ while [ "$#" -ge 2 ]; do
         detail=$(timeout 5 ldapwhoami -Q -Y EXTERNAL -H "$uri" 2>&1 | head -n 1)
       fi
     else detail=$(missing "$target"); fi ;;
+  ldapread)
+    # What a bind over the socket (SASL EXTERNAL: who 389-ds takes this UID for) reads
+    # of an attribute, in every naming context: counted, never printed.
+    sock=${target%|*}; attr=${target##*|}
+    if [ ! -S "$sock" ]; then detail=$(missing "$sock")
+    elif ! command -v ldapsearch >/dev/null 2>&1; then detail="no ldapsearch to try"
+    else
+      uri="ldapi://$(printf %s "$sock" | sed 's,/,%2F,g')"; n=0
+      for base in $(timeout 5 ldapsearch -LLL -Q -Y EXTERNAL -H "$uri" -s base -b "" \
+          namingContexts 2>/dev/null | sed -n 's/^namingContexts: //p'); do
+        m=$(timeout 30 ldapsearch -LLL -Q -Y EXTERNAL -o ldif-wrap=no -H "$uri" -b "$base" \
+            "($attr=*)" "$attr" 2>/dev/null | grep -ci "^$attr::\{0,1\} ")
+        n=$((n + ${m:-0}))
+      done
+      if [ "$n" -gt 0 ]; then r=1; detail="$n values"; else detail="none readable"; fi
+    fi ;;
   esac
   cell=none
   if [ -n "$c" ]; then cell=connect
@@ -269,10 +285,29 @@ def columns_for(containers: list[ContainerFacts], specs: dict[str, Service]) -> 
         PEER, f"peer:{spec.name}:{port.port}", f"{spec.name}:{port.port}",
         {c.name: f"{spec.name}:{port.port}" for c in containers}, owner=spec.name,
         port=port.port) for spec in running for port in spec.ports if port.protocol == "tcp"}
+    ldapi = _found_columns(SOCKET, sockets, containers, specs)
     return [*sorted(secrets.values(), key=lambda c: c.label),
-            *_found_columns(KEY, keys, containers, specs), *sorted(volumes.values(),
-                                                            key=lambda c: c.label),
-            *peers.values(), *_found_columns(SOCKET, sockets, containers, specs)]
+            *directory_columns(SECRET, ldapi),
+            *_found_columns(KEY, keys, containers, specs), *directory_columns(KEY, ldapi),
+            *sorted(volumes.values(), key=lambda c: c.label),
+            *peers.values(), *ldapi]
+
+
+# What the directory holds that is worth as much as a file of secrets or keys: read over
+# an LDAPI socket, as whoever 389-ds takes the daemon's UID for (FreeIPA's KDC: Directory
+# Manager). (attribute, kind, what its values are)
+DIRECTORY_READS = (("userPassword", SECRET, "password hashes"),
+                   ("krbPrincipalKey", KEY, "Kerberos keys"))
+
+
+def directory_columns(kind: str, sockets: list[Column]) -> list[Column]:
+    """A column per LDAPI socket and directory attribute of ``kind``: its cell says
+    whether a bind over that socket reads the attribute's values (and how many)."""
+    return [Column(kind, f"{kind}:directory:{attr}:{socket.id}",
+                   f"{socket.owner}:directory/{attr} over LDAPI ({words})",
+                   {c: f"{path}|{attr}" for c, path in socket.locations.items()},
+                   owner=socket.owner, probe="ldapread")
+            for socket in sockets for attr, wanted, words in DIRECTORY_READS if wanted == kind]
 
 
 # ---- daemons, from /proc -------------------------------------------------------------
@@ -338,7 +373,8 @@ def probe(daemon: Daemon, columns: list[Column], runner: Runner = podman_exec) -
     """Try every column ``daemon``'s container can see, as the daemon's UID:GID."""
     row = Row(daemon)
     tried = [c for c in columns if daemon.container in c.locations]
-    args = [a for c in tried for a in (PROBE_KIND[c.kind], c.locations[daemon.container])]
+    args = [a for c in tried
+            for a in (c.probe or PROBE_KIND[c.kind], c.locations[daemon.container])]
     result = runner(daemon.container, daemon.uid, daemon.gid, args)
     for line in result.stdout.splitlines():
         fields = line.split("\t")

@@ -53,6 +53,9 @@ class Column:
     locations: dict[str, str] = field(default_factory=dict)
     owner: str = ""  # the service whose volume, tmpfs or port it is ("" for secrets)
     port: int = 0    # a peer's TCP port
+    # How it is tried, when not as its kind says: "ldapread", what a bind over an LDAPI
+    # socket reads of the directory (secrets and keys kept there, not in files).
+    probe: str = ""
 
     @property
     def short(self) -> str:

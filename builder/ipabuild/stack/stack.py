@@ -25,9 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from podman import PodmanClient
-from podman.errors import NotFound
+from podman.errors import APIError, NotFound
 
-from ipabuild.core.errors import UsageError
+from ipabuild.core.errors import IpabuildError, UsageError
 from ipabuild.core.locks import held, stack_lock
 from ipabuild.core.progress import Reporter
 from ipabuild.spec.model import Project, Service
@@ -287,9 +287,21 @@ class Stack:
         for secret in self.client.secrets.list():
             if secret.name.startswith(f"ipabuild-{self.name}-"):
                 secret.remove()
+        kept: list[str] = []
         for volume in stack_volumes:
-            volume.remove(force=True)
+            try:
+                volume.remove(force=True)
+            except APIError as exc:  # e.g. podman's lock table out of step with a volume
+                kept.append(f"{volume.name}: {exc.explanation or exc}")
+                continue
             removed.append(f"volume {volume.name}")
+        if kept:
+            # The host IDs stay recorded: the volumes left are still owned by them.
+            raise IpabuildError(
+                f"removed {len(removed)} item(s) of stack {self.name!r}, but podman could "
+                f"not remove {len(kept)} volume(s): " + "; ".join(kept) + " (fix: when "
+                "podman reports lock errors, `podman system renumber` rebuilds its lock "
+                f"table; then `ipabuild down --name {self.name} --volumes` again)")
         if volumes and (released := registry.release(self.name)) is not None:
             removed.append(f"host IDs {released.describe()} (back to the registry)")
         return removed

@@ -70,7 +70,7 @@ run_tomcat() {
         [ -e "$restart_flag" ] || break
         rm -f "$restart_flag"
         ipabuild_log "Tomcat stopped to install renewed system certificates"
-        python3 /usr/local/lib/ipabuild/ipa_ca.py install-renewed ||
+        python3 /usr/local/lib/ipabuild/renewer.py install-staged ||
             ipabuild_log "installing renewed certificates failed (the line above says why)"
         ipabuild_log "starting Tomcat again"
     done
@@ -97,11 +97,11 @@ setup_ipa_side() {
         *) ipabuild_log "IPA's CA setup failed (the line above says why); the CA stays unhealthy"
            return 0 ;;
     esac
-    # The renewer (ipa_ca.py renew, renewal.py): renews IPA's certificates and Dogtag's
+    # The renewer (renewer.py, renewal.py): renews IPA's certificates and Dogtag's
     # before they expire, as certmonger does on a FreeIPA server, for as long as this
     # Tomcat runs. It never stops the CA; should it crash, it starts again a minute later.
     while kill -0 "$tomcat" 2>/dev/null; do
-        python3 /usr/local/lib/ipabuild/ipa_ca.py renew ||
+        python3 /usr/local/lib/ipabuild/renewer.py run ||
             ipabuild_log "the renewer stopped (exit $?); starting it again in 60s"
         sleep 60
     done

@@ -27,7 +27,8 @@ Steps, each a no-op when already done (so a newer image completes an older volum
   installer's ``certstore.put_ca_cert_nss`` writes it (``ipa-client-install`` reads it
   there; cn=CAcert, the compat copy, is the entrypoint's).
 
-Usage: ``python3 ipa_ca.py setup`` (the entrypoint runs it once Tomcat answers).
+Usage: ``python3 ipa_ca.py setup`` (the entrypoint runs it as Tomcat starts; it waits for
+Dogtag to answer). The renewer, which renews what this issued, is renewer.py.
 """
 
 from __future__ import annotations
@@ -35,10 +36,8 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime
-import fcntl
 import json
 import os
-import signal
 import string
 import sys
 import tempfile
@@ -65,7 +64,6 @@ CONFIG = os.environ.get("IPA_CA_CONFIG", "/usr/share/ipabuild/ipa-ca.json")
 PROFILES_DIR = "/usr/share/ipa/profiles"
 FREEIPA_DOGTAG_SOURCE = "/usr/share/ipabuild/freeipa/ipapython-dogtag.py"
 ADMIN_P12 = "/etc/pki/ipabuild-client/ca_admin_cert.p12"
-ADMIN_NAME = "ca_admin"  # the admin certificate's name in the renewer's records
 CA_PEM = os.environ.get("IPA_CA_PEM", "/tmp/ipabuild-ca/ca.pem")
 # Where the renewer keeps its record of each certificate (renewal.py), on the data volume.
 RENEWAL_STATE = os.environ.get("IPABUILD_RENEWAL_STATE", "/var/lib/pki/ipabuild/renewal.json")
@@ -596,18 +594,6 @@ def admin_pem(password: bytes) -> str:
     return client_pem(*admin_identity(password))
 
 
-def save_admin(key: Any, cert: x509.Certificate, password: bytes) -> None:
-    """The renewed admin certificate into the PKCS#12 (and pkispawn's PEM copy beside
-    it), each written aside and renamed over the old file."""
-    p12 = pkcs12.serialize_key_and_certificates(
-        b"caadmin", key, cert, None, serialization.BestAvailableEncryption(password))
-    pem = os.path.join(os.path.dirname(ADMIN_P12), "ca_admin.cert")
-    for path, data in ((ADMIN_P12, p12), (pem, cert.public_bytes(serialization.Encoding.PEM))):
-        with open(path + ".tmp", "wb") as handle:
-            handle.write(data)
-        os.replace(path + ".tmp", path)
-
-
 def client_pem(key: Any, cert: x509.Certificate) -> str:
     """A client's key and certificate as a 0600 PEM on tmpfs, for requests."""
     fd, path = tempfile.mkstemp(prefix="ipa-ca-client.", suffix=".pem", dir="/tmp")
@@ -733,84 +719,23 @@ class Session:
         state.renew_before = str(settings.renew_before)
         return upcoming
 
-    def renew_admin(self, state: renewal.State, settings: Settings,
-                    force: frozenset[str] = frozenset()) -> list[renewal.Decision]:
-        """Dogtag's admin certificate, which this renewer itself authenticates with:
-        renewed by serial while it is still valid, mapped to the admin user beside the
-        old one, then saved over the PKCS#12."""
-        now = datetime.datetime.now(datetime.timezone.utc)
-        record = state.record(ADMIN_NAME)
-        key, cert = admin_identity(self.p12_password)
-        not_after = derived_keys.validity(cert)[1]
-        decision = renewal.decide(not_after, now, settings.renew_before, record)
-        if ADMIN_NAME in force:
-            decision = renewal.Decision("due", now, "renewal asked for")
-        if decision.kind == "valid":
-            record.succeeded(cert.serial_number, not_after, now, renewed=False)
-        if decision.kind != "due":
-            return [decision]
-        try:
-            renewed = self.dogtag.renew(cert.serial_number)
-            system_certs.map_to_same_users(self.directory, self.config["ipaca_people"],
-                                           cert, renewed)
-            self.as_client(key, renewed).login()  # Dogtag takes it: only then replace
-            save_admin(key, renewed, self.p12_password)
-        except (SetupError, ldap.LDAPError, OSError) as exc:
-            record.failed(now, str(exc).splitlines()[0][:300])
-            log(f"renewing Dogtag's admin certificate failed ({decision.reason}): {exc}")
-            return [renewal.decide(not_after, now, settings.renew_before, record)]
-        new_not_after = derived_keys.validity(renewed)[1]
-        record.succeeded(renewed.serial_number, new_not_after, now, renewed=True)
-        log(f"renewed Dogtag's admin certificate ({decision.reason}): serial "
-            f"{renewed.serial_number}, valid until {new_not_after:%Y-%m-%d %H:%M:%S}Z")
-        return [renewal.decide(new_not_after, now, settings.renew_before, record)]
-
-    def renew_system_certificates(self, state: renewal.State, settings: Settings,
-                                  force: frozenset[str] = frozenset(),
-                                  ) -> tuple[list[renewal.Decision], bool]:
-        """Dogtag's own certificates: each one due is renewed through Dogtag and staged
-        (system_certs.py); returns (when each is next looked at, whether Tomcat must
-        restart to install what is staged)."""
-        upcoming = []
-        now = datetime.datetime.now(datetime.timezone.utc)
-        certs = system_certs.of_config(self.config)
-        staged = {cert.cert_id for cert in system_certs.pending(certs)}
-        for cert in certs:
-            record = state.record(cert.cert_id)
-            if cert.cert_id in staged:
-                continue  # renewed, waiting for Tomcat's restart to be installed
-            try:
-                held = system_certs.current(cert)
-            except system_certs.SystemCertError as exc:
-                record.failed(now, str(exc))
-                continue
-            not_after = derived_keys.validity(held)[1]
-            decision = renewal.decide(not_after, now, settings.renew_before, record)
-            if cert.cert_id in force:
-                decision = renewal.Decision("due", now, "renewal asked for")
-            if decision.kind == "valid":
-                record.succeeded(held.serial_number, not_after, now, renewed=False)
-            if decision.kind != "due":
-                upcoming.append(decision)
-                continue
-            try:
-                renewed = self.dogtag.renew(held.serial_number)
-                system_certs.stage(cert, renewed)
-            except (SetupError, OSError) as exc:
-                record.failed(now, str(exc).splitlines()[0][:300])
-                log(f"renewing {cert.nickname} failed ({decision.reason}): {exc}")
-                upcoming.append(renewal.decide(not_after, now, settings.renew_before, record))
-                continue
-            staged.add(cert.cert_id)
-            log(f"renewed {cert.nickname} ({decision.reason}): serial {renewed.serial_number}, "
-                f"valid until {derived_keys.validity(renewed)[1]:%Y-%m-%d %H:%M:%S}Z; "
-                f"staged for Tomcat's restart")
-        return upcoming, bool(staged)
-
-
 def load_config() -> dict[str, Any]:
     with open(CONFIG, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+TOMCAT_PID = "/tmp/ipabuild-ca/tomcat.pid"  # the entrypoint's record of Tomcat's PID
+SETUP_MARKER = "/tmp/ipabuild-ca/ipa-setup-done"  # the entrypoint's, after each setup
+
+
+def tomcat_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class DogtagNotRunning(SetupError):
@@ -868,136 +793,6 @@ def setup() -> None:
         log(f"IPA's CA setup complete in {time.monotonic() - started:.1f}s")
 
 
-MIN_SLEEP = 5.0
-RENEWAL_LOCK = "/tmp/ipabuild-ca/renewal.lock"
-TOMCAT_PID = "/tmp/ipabuild-ca/tomcat.pid"
-RESTART_FLAG = "/tmp/ipabuild-ca/restart-tomcat"
-SETUP_MARKER = "/tmp/ipabuild-ca/ipa-setup-done"  # the entrypoint's, after each setup
-RESTART_TIMEOUT = 300
-
-
-def renewal_round(settings: Settings, force: frozenset[str] = frozenset()) -> float:
-    """One round of the renewer under its lock: IPA's certificates, then Dogtag's; a
-    staged system certificate asks the entrypoint for a Tomcat restart. Returns the
-    seconds until the next round is needed."""
-    os.makedirs(os.path.dirname(RENEWAL_LOCK), exist_ok=True)
-    with open(RENEWAL_LOCK, "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        state = renewal.State.load(RENEWAL_STATE)
-        try:
-            with Session(load_config()) as session:
-                upcoming = session.certify(state, settings, wait_served=False, force=force)
-                upcoming += session.renew_admin(state, settings, force)
-                more, restart = session.renew_system_certificates(state, settings, force)
-            if restart:
-                request_tomcat_restart()
-            now = datetime.datetime.now(datetime.timezone.utc)
-            return min([settings.check_every.total_seconds(),
-                        *((d.at - now).total_seconds() for d in upcoming + more)])
-        finally:
-            state.save(RENEWAL_STATE)
-            write_summary(state, settings)
-
-
-def request_tomcat_restart() -> None:
-    """Ask the entrypoint to install the staged certificates: it stops Tomcat (SIGTERM
-    to the PID it recorded), runs ``install-renewed`` and starts Tomcat again."""
-    with open(RESTART_FLAG, "w", encoding="utf-8") as handle:
-        handle.write("install staged system certificates\n")
-    with open(TOMCAT_PID, encoding="utf-8") as handle:
-        pid = int(handle.read().strip())
-    log(f"restarting Tomcat (PID {pid}) to install renewed system certificates")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(SETUP_MARKER)  # unhealthy until Tomcat is back and IPA's side set up
-    os.kill(pid, signal.SIGTERM)
-
-
-def tomcat_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def renew_forever() -> None:
-    """The renewer, for as long as the Tomcat it started beside runs: every
-    IPABUILD_RENEW_CHECK (sooner when a certificate falls due or a retry is scheduled)
-    renew what renewal.decide says is due. A failed round (CA or directory down) is
-    logged and the next one tries again; it never stops the CA."""
-    settings = Settings.from_environment()
-    with open(TOMCAT_PID, encoding="utf-8") as handle:
-        tomcat = int(handle.read().strip())
-    log(f"renewer: checks every {settings.check_every}, renews "
-        f"{settings.renew_before} before expiry; state in {RENEWAL_STATE}")
-    while tomcat_alive(tomcat):
-        try:
-            wake = renewal_round(settings)
-        except (SetupError, derived_keys.KeyError_, OSError, ldap.LDAPError) as exc:
-            log(f"renewer: this round failed ({exc}); trying again in {MIN_SLEEP * 12:.0f}s")
-            wake = MIN_SLEEP * 12
-        deadline = time.monotonic() + max(MIN_SLEEP, wake)
-        while time.monotonic() < deadline and tomcat_alive(tomcat):
-            time.sleep(min(MIN_SLEEP, max(0.0, deadline - time.monotonic())))
-
-
-def renew_now(names: list[str]) -> None:
-    """One round now, renewing ``names`` whatever their dates (``ipabuild certs renew``)."""
-    config = load_config()
-    known = [spec["name"] for spec in config["certificates"]] + [ADMIN_NAME] + \
-        [cert.cert_id for cert in system_certs.of_config(config)]
-    unknown = sorted(set(names) - set(known))
-    if unknown:
-        raise SetupError(f"no certificate {', '.join(unknown)} here; known: {', '.join(known)}")
-    renewal_round(Settings.from_environment(), frozenset(names))
-    staged = system_certs.pending(system_certs.of_config(config))
-    if staged:  # Tomcat restarts to install them: done once they are and IPA's side is up
-        log(f"waiting for Tomcat to restart with {', '.join(c.cert_id for c in staged)}")
-        deadline = time.monotonic() + RESTART_TIMEOUT
-        while system_certs.pending(staged) or not os.path.exists(SETUP_MARKER):
-            if time.monotonic() > deadline:
-                raise SetupError(f"Tomcat did not come back with the renewed certificates "
-                                 f"within {RESTART_TIMEOUT}s; the CA's log says why")
-            time.sleep(1)
-    state = renewal.State.load(RENEWAL_STATE)
-    failed = [f"{n}: {state.records[n].last_error}" for n in names
-              if n in state.records and state.records[n].failures]
-    if failed:
-        raise SetupError("renewal failed: " + "; ".join(failed))
-
-
-def install_renewed() -> None:
-    """With Tomcat stopped (the entrypoint runs this between two runs): install each
-    staged system certificate (system_certs.install), recorded in the state."""
-    config = load_config()
-    certs = system_certs.pending(system_certs.of_config(config))
-    if not certs:
-        return
-    state = renewal.State.load(RENEWAL_STATE)
-    dm_password = os.path.join(derived_keys.SECRETS_DIR, "ldap-dm-password")
-    with open(dm_password, encoding="utf-8") as handle:
-        directory = Directory(config["ldap_uri"], handle.read().strip())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    try:
-        for cert in certs:
-            record = state.record(cert.cert_id)
-            try:
-                renewed = system_certs.install(cert, directory, config["suffix"],
-                                               config["ipaca_people"])
-            except (system_certs.SystemCertError, ldap.LDAPError, OSError) as exc:
-                record.failed(now, f"install: {exc}"[:300])
-                log(f"installing the renewed {cert.nickname} failed: {exc}; the old one "
-                    f"stays in use, the install is tried again at the next restart")
-                continue
-            record.succeeded(renewed.serial_number, derived_keys.validity(renewed)[1], now,
-                             renewed=True)
-            log(f"installed the renewed {cert.nickname} (serial {renewed.serial_number})")
-    finally:
-        state.save(RENEWAL_STATE)
-
-
 def write_summary(state: renewal.State, settings: Settings) -> None:
     """The state in one line on tmpfs, which the health check prints (``status``)."""
     line = state.summary(datetime.datetime.now(datetime.timezone.utc), settings.renew_before)
@@ -1008,8 +803,7 @@ def write_summary(state: renewal.State, settings: Settings) -> None:
         os.replace(RENEWAL_SUMMARY + ".tmp", RENEWAL_SUMMARY)
 
 
-COMMANDS = {"setup": setup, "renew": renew_forever, "install-renewed": install_renewed}
-USAGE = "usage: ipa_ca.py setup | renew | renew-now NAME... | install-renewed | profiles"
+USAGE = "usage: ipa_ca.py setup | profiles"
 
 
 def main(argv: list[str]) -> int:
@@ -1017,15 +811,11 @@ def main(argv: list[str]) -> int:
         for profile_id, _, _ in included_profiles():
             print(profile_id)
         return 0
-    if argv[:1] == ["renew-now"] and len(argv) > 1:
-        command = lambda: renew_now(argv[1:])  # noqa: E731
-    elif len(argv) == 1 and argv[0] in COMMANDS:
-        command = COMMANDS[argv[0]]
-    else:
+    if argv != ["setup"]:
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        command()
+        setup()
     except DogtagNotRunning:
         return 3
     except TomcatGone:
@@ -1033,8 +823,6 @@ def main(argv: list[str]) -> int:
     except (SetupError, derived_keys.KeyError_, OSError, ldap.LDAPError) as exc:
         print(f"ipa_ca: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     return 0
 
 

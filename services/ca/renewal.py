@@ -2,7 +2,7 @@
 
 FreeIPA has certmonger decide: it renews a tracked certificate once it is within
 ``enroll_ttls`` of its notAfter (28 days by default) and, when a renewal fails, tries
-again later. The split stack's renewer (``ipa_ca.py renew``, in the ca container) makes
+again later. The split stack's renewer (``renewer.py run``, in the ca container) makes
 the same decision here, without I/O, so that it is unit-tested: a certificate is
 
 * ``valid``: outside the renewal window; nothing to do until ``at``;

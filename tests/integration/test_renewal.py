@@ -1,7 +1,7 @@
 """Certificates that renew themselves, proven on a stack of its own whose service
 certificates a real Dogtag profile issues valid for minutes (the ca service's test-only
 IPABUILD_CERT_VALIDITY: the profiles' range in Dogtag's rangeUnit=minute), so that the
-renewer (ipa_ca.py renew) renews them during the test, with nobody restarting anything:
+renewer (renewer.py) renews them during the test, with nobody restarting anything:
 
 * 443 and 636 on the server name present new serials (openssl s_client);
 * ``kinit -n`` works against the KDC's renewed PKINIT certificate;

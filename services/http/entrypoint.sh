@@ -126,7 +126,11 @@ refreshed() {
 }
 poll=${IPABUILD_CERT_POLL:-300}
 while kill -0 "$httpd" 2>/dev/null; do
-    sleep "$poll" & wait $! || true
+    # Wake for the next look or as soon as httpd ends (then this container ends with it
+    # and its restart policy starts it again, as when httpd ran by exec).
+    sleep "$poll" & sleeper=$!
+    wait -n "$httpd" "$sleeper" || true
+    kill -0 "$httpd" 2>/dev/null || { kill "$sleeper" 2>/dev/null; break; }
     # A fresh ticket each round (the first one's lifetime ends after a day).
     KRB5CCNAME=FILE:$run/http.ccache kinit -k -t "$run/http.keytab" "$principal" 2>/dev/null || continue
     changed=""

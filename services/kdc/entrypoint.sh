@@ -173,11 +173,27 @@ else
     ipabuild_log "PKINIT off until the ca service publishes the KDC's certificate at $kdc_entry"
     interval=5
 fi
-/usr/sbin/krb5kdc -n &
-kdc=$!
+# krb5kdc (ipa-kdb) reads the realm's master key from the directory when it starts and
+# gives up for good when LDAPI does not answer: start it only once the realm answers (on
+# a new stack ldap restarts once, to serve its IPA certificate, just as the KDC's own
+# certificate arrives).
+start_krb5kdc() {
+    local tries=0
+    until directory -b "$realm_dn" -s base dn >/dev/null 2>&1 || [ "$tries" -ge 240 ]; do
+        sleep 0.5
+        tries=$((tries + 1))
+    done
+    /usr/sbin/krb5kdc -n &
+    kdc=$!
+}
+start_krb5kdc
 trap 'kill "$kdc" 2>/dev/null; wait "$kdc"; exit 0' TERM INT  # a clean stop, as with exec
 while kill -0 "$kdc" 2>/dev/null; do
-    sleep "$interval" & wait $! || true
+    # Wake for the next look or as soon as krb5kdc ends (then this container ends with
+    # it and its restart policy starts it again, as when krb5kdc ran by exec).
+    sleep "$interval" & sleeper=$!
+    wait -n "$kdc" "$sleeper" || true
+    kill -0 "$kdc" 2>/dev/null || { kill "$sleeper" 2>/dev/null; break; }
     pkinit_files "$run/next" 2>/dev/null || continue
     if [ "$(cat "$run/pkinit")" = on ] && cmp -s "$run/next/kdc.crt" "$run/kdc.crt" &&
             cmp -s "$run/next/ca.pem" "$run/ca.pem"; then
@@ -187,8 +203,7 @@ while kill -0 "$kdc" 2>/dev/null; do
     kdc_conf on && pkinit_enabled
     ipabuild_log "PKINIT certificate $(openssl x509 -in "$run/kdc.crt" -noout -serial -enddate | tr '\n' ' '): restarting krb5kdc to serve it"
     kill "$kdc"; wait "$kdc" || true
-    /usr/sbin/krb5kdc -n &
-    kdc=$!
+    start_krb5kdc
     interval=$poll
 done
 wait "$kdc"

@@ -72,6 +72,7 @@ run_tomcat() {
         ipabuild_log "Tomcat stopped to install renewed system certificates"
         python3 /usr/local/lib/ipabuild/renewer.py install-staged ||
             ipabuild_log "installing renewed certificates failed (the line above says why)"
+        publish_ca_certificate  # the CA's own, if it was renewed: $ca_pem and cn=CAcert
         ipabuild_log "starting Tomcat again"
     done
     exit "$rc"

@@ -44,6 +44,7 @@ import tempfile
 import time
 import urllib.parse
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,20 +238,30 @@ class Dogtag:
             "Attribute": [{"name": "cert_request_type", "Value": "pkcs10"},
                           {"name": "cert_request", "Value": csr_pem}]}]}, profile)
 
-    def renew(self, serial: int) -> x509.Certificate:
-        """Certificate ``serial`` renewed (same subject and key), approved as an agent."""
-        return self.submit(system_certs.renewal_request(serial), f"renewal of {serial}")
+    def renew(self, serial: int, ca_certificate: bool = False) -> x509.Certificate:
+        """Certificate ``serial`` renewed (same subject and key), approved as an agent;
+        ``ca_certificate``: it is the CA's own, whose validity the agent lets run past
+        the old one's end (system_certs.extend_ca_validity)."""
+        edit = system_certs.extend_ca_validity if ca_certificate else None
+        return self.submit(system_certs.renewal_request(serial), f"renewal of {serial}", edit)
 
-    def submit(self, body: dict[str, Any], what: str) -> x509.Certificate:
+    def submit(self, body: dict[str, Any], what: str,
+               edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+               ) -> x509.Certificate:
         entry = self.call("POST", "/certrequests", json=body).json()["entries"][0]
         if entry["requestStatus"] not in ("pending", "complete"):
             raise SetupError(f"Dogtag refused the request ({what}): "
                              f"{entry.get('errorMessage')}")
         request_id = entry["requestURL"].rsplit("/", 1)[1]
         if entry["requestStatus"] == "pending":
-            review = self.call("GET", f"/agent/certrequests/{request_id}")
+            review = self.call("GET", f"/agent/certrequests/{request_id}").text
+            if edit is not None:
+                try:
+                    review = json.dumps(edit(json.loads(review)))
+                except (ValueError, system_certs.SystemCertError) as exc:
+                    raise SetupError(f"Dogtag request {request_id} ({what}): {exc}") from exc
             self.call("POST", f"/agent/certrequests/{request_id}/approve", expect=(200, 204),
-                      data=review.text, headers={"Content-Type": "application/json"})
+                      data=review, headers={"Content-Type": "application/json"})
         cert_id = self.call("GET", f"/certrequests/{request_id}").json().get("certId")
         if not cert_id:
             raise SetupError(f"Dogtag request {request_id} ({what}) issued no certificate")

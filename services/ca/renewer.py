@@ -118,7 +118,10 @@ def renew_system_certificates(session: ipa_ca.Session, state: renewal.State,
             upcoming.append(decision)
             continue
         try:
-            renewed = session.dogtag.renew(held.serial_number)
+            renewed = session.dogtag.renew(held.serial_number, cert.self_signed)
+            if derived_keys.validity(renewed)[1] <= not_after:
+                raise ipa_ca.SetupError(f"Dogtag renewed {cert.nickname} (serial "
+                                        f"{renewed.serial_number}) only until {not_after:%Y-%m-%d}")
             system_certs.stage(cert, renewed)
         except (ipa_ca.SetupError, OSError) as exc:
             record.failed(now, str(exc).splitlines()[0][:300])

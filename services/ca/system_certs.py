@@ -44,10 +44,18 @@ class SystemCertError(Exception):
 
 @dataclass(frozen=True)
 class SystemCert:
-    """One of Dogtag's system certificates, by pki-server's ID and its NSS nickname."""
+    """One of Dogtag's system certificates, by pki-server's ID and its NSS nickname.
+    ``publish`` names the directory entries that hold a copy in ``cACertificate;binary``
+    (the IPA CA's own certificate: cn=CAcert and FreeIPA's certificate store), which
+    get the renewed one beside the old."""
 
-    cert_id: str  # pki-server's: ca_ocsp_signing, ca_audit_signing, subsystem, sslserver
+    cert_id: str  # pki-server's: ca_signing, ca_ocsp_signing, ..., subsystem, sslserver
     nickname: str
+    publish: tuple[str, ...] = ()
+
+    @property
+    def self_signed(self) -> bool:
+        return bool(self.publish)
 
     @property
     def staged(self) -> str:
@@ -59,7 +67,7 @@ class SystemCert:
 
 
 def of_config(config: dict[str, Any]) -> list[SystemCert]:
-    return [SystemCert(item["id"], item["nickname"])
+    return [SystemCert(item["id"], item["nickname"], tuple(item.get("publish", ())))
             for item in config.get("system_certificates", [])]
 
 
@@ -141,6 +149,8 @@ def install(cert: SystemCert, directory: Any, suffix: str, ipaca_base: str) -> x
         pki_server("cert-del", cert.cert_id)
         pki_server("cert-import", cert.cert_id)
     der = renewed.public_bytes(serialization.Encoding.DER)
+    for dn in cert.publish:  # the IPA CA's: trusted beside the old one by every consumer
+        directory.add_value(dn, "cACertificate;binary", der)
     map_to_same_users(directory, ipaca_base, old, renewed)
     renewal = f"cn={cert.nickname},cn=ca_renewal,cn=ipa,cn=etc,{suffix}"
     directory.ensure(renewal, {"objectClass": ["top", "pkiUser", "nsContainer"],
@@ -168,6 +178,26 @@ def renewal_request(serial: int) -> dict[str, Any]:
     same subject and key, the original profile's validity; an agent approves it)."""
     return {"ProfileID": "caManualRenewal", "Renewal": True,
             "SerialNumber": hex(serial), "Input": []}
+
+
+def extend_ca_validity(review: dict[str, Any]) -> dict[str, Any]:
+    """The agent's review of the CA certificate's own renewal, changed so that the new
+    certificate gets the profile's full range from now (caCACert: 7305 days). Dogtag's
+    CAValidityDefault caps a CA certificate at its issuer's not-after, and the issuer of
+    a self-signed CA is itself, so a plain renewal would end when the old one does; the
+    agent may set the default's ``bypassCAnotafter`` in the review (read in Dogtag 10.10's
+    ``CAValidityDefault.setValue``), which is all this changes."""
+    found = False
+    for policy_set in review.get("ProfilePolicySet", []):
+        for policy in policy_set.get("policies", []):
+            for item in (policy.get("def") or {}).get("policyAttribute", []):
+                if item.get("name") == "bypassCAnotafter":
+                    item["Value"] = "true"
+                    found = True
+    if not found:
+        raise SystemCertError("Dogtag's review of the CA certificate's renewal has no "
+                              "CA validity default (bypassCAnotafter) to extend")
+    return review
 
 
 def b64(cert: x509.Certificate) -> str:

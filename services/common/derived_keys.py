@@ -105,6 +105,33 @@ def select(ldif: str, key: ec.EllipticCurvePrivateKey) -> x509.Certificate | Non
     return max(found, key=lambda cert: validity(cert)[1]) if found else None
 
 
+def anchors(ldif: str) -> list[x509.Certificate]:
+    """Every currently valid ``cACertificate;binary`` value of an unwrapped LDIF, newest
+    first: once the IPA CA's certificate is renewed (same subject and key), cn=CAcert
+    holds the old and the new one, and a trust file that kept only the first value
+    would go stale when the old one expires (FreeIPA's /etc/ipa/ca.crt holds them all)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    found = []
+    for line in ldif.splitlines():
+        name, _, value = line.partition(":: ")
+        if name.lower() != "cacertificate;binary":
+            continue
+        try:
+            cert = x509.load_der_x509_certificate(base64.b64decode(value), default_backend())
+        except ValueError:
+            continue
+        not_before, not_after = validity(cert)
+        if not_before <= now < not_after:
+            found.append(cert)
+    return sorted(found, key=lambda cert: validity(cert)[1], reverse=True)
+
+
+def write_public(path: str, data: bytes) -> None:
+    with open(path + ".tmp", "wb") as handle:
+        handle.write(data)
+    os.replace(path + ".tmp", path)
+
+
 def write_private(path: str, data: bytes) -> None:
     fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -115,7 +142,15 @@ def write_private(path: str, data: bytes) -> None:
 def main(argv: list[str]) -> int:
     usage = ("usage: derived_keys.py key SECRET LABEL OUT.pem | "
              "derived_keys.py matches SECRET LABEL CERT.pem | "
-             "derived_keys.py select SECRET LABEL OUT.pem < LDIF")
+             "derived_keys.py select SECRET LABEL OUT.pem < LDIF | "
+             "derived_keys.py anchors OUT.pem < LDIF")
+    if len(argv) == 2 and argv[0] == "anchors":
+        found = anchors(sys.stdin.read())
+        if not found:
+            return 1
+        write_public(argv[1], b"".join(cert.public_bytes(serialization.Encoding.PEM)
+                                       for cert in found))
+        return 0
     if len(argv) != 4 or argv[0] not in ("key", "matches", "select"):
         print(usage, file=sys.stderr)
         return 2
@@ -132,9 +167,7 @@ def main(argv: list[str]) -> int:
         cert = select(sys.stdin.read(), key)
         if cert is None:
             return 1
-        with open(path + ".tmp", "wb") as handle:
-            handle.write(cert.public_bytes(serialization.Encoding.PEM))
-        os.replace(path + ".tmp", path)
+        write_public(path, cert.public_bytes(serialization.Encoding.PEM))
         return 0
     try:
         with open(path, "rb") as handle:

@@ -31,11 +31,21 @@ until KRB5CCNAME=FILE:$run/http.ccache kinit -k -t "$run/http.keytab" "$principa
     [ "$tries" -lt 30 ] || ipabuild_die "kinit as $principal with its derived keytab failed"
     sleep 2
 done
+# Every valid value, newest first (derived_keys.py anchors): once the CA's certificate is
+# renewed the entry holds the old and the new one, and both are trusted, as in FreeIPA's
+# /etc/ipa/ca.crt, until the old one expires.
+ca_certificates() {  # $1: the file to write
+    KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y GSSAPI \
+        -H "ldap://ldap.$IPA_DOMAIN:3389" -s base -b "$ca_dn" 'cACertificate;binary' \
+        2>/dev/null | python3 /usr/local/lib/ipabuild/derived_keys.py anchors "$1"
+}
+# The chain httpd sends, leaf first, then the newest CA certificate.
+tls_chain() {
+    { cat "$run/tls-leaf.crt"; openssl x509 -in "$run/ca.crt"; } >"$run/tls.crt.next" &&
+        mv -f "$run/tls.crt.next" "$run/tls.crt"
+}
 waited=0
-until KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y GSSAPI \
-        -H "ldap://ldap.$IPA_DOMAIN:3389" -s base -b "$ca_dn" 'cACertificate;binary' 2>/dev/null \
-        | sed -n 's/^cACertificate;binary:: //p' | base64 -d 2>/dev/null \
-        | openssl x509 -inform der -out "$run/ca.crt" 2>/dev/null; do
+until ca_certificates "$run/ca.crt"; do
     [ $((waited % 30)) -eq 0 ] && ipabuild_log "waiting for the CA certificate at $ca_dn" \
         "(the ca service publishes it when it starts)"
     sleep 2
@@ -98,7 +108,7 @@ else
         || ipabuild_die "cannot derive the TLS key (the line above says why)"
     fetch_certificate http-tls http-tls-key-seed "$tls_dn" "$run/tls-leaf.crt"
     # The chain a client needs, leaf first: SSLCertificateFile sends all of it.
-    cat "$run/tls-leaf.crt" "$run/ca.crt" >"$run/tls.crt"
+    tls_chain
     ipabuild_log "TLS: $(openssl x509 -in "$run/tls-leaf.crt" -noout -subject -issuer)"
 fi
 
@@ -134,9 +144,18 @@ while kill -0 "$httpd" 2>/dev/null; do
     # A fresh ticket each round (the first one's lifetime ends after a day).
     KRB5CCNAME=FILE:$run/http.ccache kinit -k -t "$run/http.keytab" "$principal" 2>/dev/null || continue
     changed=""
-    refreshed ra-agent ra-agent-key-seed "$ra_dn" "$run/ra-agent.pem" && changed="RA agent"
-    if [ "$own_tls" = yes ] && refreshed http-tls http-tls-key-seed "$tls_dn" "$run/tls-leaf.crt"; then
-        cat "$run/tls-leaf.crt" "$run/ca.crt" >"$run/tls.crt.next" && mv -f "$run/tls.crt.next" "$run/tls.crt"
+    if ca_certificates "$run/ca.crt.next" && ! cmp -s "$run/ca.crt.next" "$run/ca.crt"; then
+        mv -f "$run/ca.crt.next" "$run/ca.crt"
+        cat /etc/ssl/certs/ca-certificates.crt "$run/ca.crt" >"$run/ca-certificates.crt.next" &&
+            mv -f "$run/ca-certificates.crt.next" "$run/ca-certificates.crt"
+        ipabuild_log "IPA CA: $(openssl x509 -in "$run/ca.crt" -noout -serial -enddate | tr '\n' ' ')"
+        changed="IPA CA"
+    fi
+    refreshed ra-agent ra-agent-key-seed "$ra_dn" "$run/ra-agent.pem" &&
+        changed="$changed${changed:+, }RA agent"
+    if [ "$own_tls" = yes ] && { refreshed http-tls http-tls-key-seed "$tls_dn" "$run/tls-leaf.crt" ||
+            [ "${changed%%,*}" = "IPA CA" ]; }; then
+        tls_chain
         changed="$changed${changed:+, }TLS"
     fi
     [ -n "$changed" ] || continue

@@ -129,9 +129,9 @@ pkinit_files() {  # $1: the directory to write kdc.crt, kdc.key and ca.pem into
     directory -b "$kdc_entry" -s base 'userCertificate;binary' |
         keys select kdc-pkinit-key-seed kdc-pkinit "$1/kdc.crt" || return 1
     keys key kdc-pkinit-key-seed kdc-pkinit "$1/kdc.key" || return 1
+    # Every valid CA certificate, newest first: after the CA's renewal, old and new.
     directory -b "cn=CAcert,cn=ipa,cn=etc,$IPA_SUFFIX" -s base 'cACertificate;binary' |
-        sed -n 's/^cACertificate;binary:: //p' | base64 -d |
-        openssl x509 -inform DER -out "$1/ca.pem" 2>/dev/null
+        python3 /usr/local/lib/ipabuild/derived_keys.py anchors "$1/ca.pem"
 }
 kdc_conf() {  # $1: on | off
     local lines=""

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import ROOT, STACK_SERVICES, ipabuild
+from tests.integration.podman_cli import sh
 from tests.integration.stack_client import Client, build_client_image
 from tests.integration.test_ipa_api import ipa
 
@@ -147,8 +148,8 @@ def test_status_shows_what_the_renewer_found(short_lived: str) -> None:
     result = ipabuild("status", "--name", short_lived, "--json")
     ca = next(row for row in json.loads(result.stdout) if row["service"] == "ca")
     assert ca["health"] == "healthy", ca
-    # the four service certificates, the admin's and Dogtag's four (not the CA's own)
-    assert "certificates: 9 tracked" in ca["health_says"], ca
+    # the four service certificates, the admin's, Dogtag's four and the CA's own
+    assert "certificates: 10 tracked" in ca["health_says"], ca
 
 
 SYSTEM_CERTS = ("ca_ocsp_signing", "ca_audit_signing", "subsystem", "sslserver", "ca_admin")
@@ -184,3 +185,68 @@ def test_dogtag_system_certificates_renew_and_the_ca_keeps_working(short_lived: 
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     rows = {row["name"]: row for row in json.loads(again.stdout)}
     assert rows["ca_admin"]["serial"] == after["ca_admin"]["serial"], rows["ca_admin"]
+
+
+def test_the_ca_certificate_renews_and_every_consumer_trusts_the_new_one(short_lived: str) -> None:
+    """The IPA CA's own certificate, renewed by serial through Dogtag for another 20 years
+    (the agent lets it run past the old one's end: system_certs.extend_ca_validity),
+    installed while Tomcat is stopped and published beside the old one: clients that
+    trust only the new one reach 443, 636 and 8443, get PKINIT from the KDC, and
+    certificates issued afterwards chain to it."""
+    client = Client(short_lived, ROOT / ".ipabuild" / "secrets" / short_lived)
+    before = quiet_window(short_lived, 80)
+    result = ipabuild("certs", "--name", short_lived, "--json", "--renew", "ca_signing")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    after = {row["name"]: row for row in json.loads(result.stdout)}
+    old, new = before["ca_signing"], after["ca_signing"]
+    assert new["serial"] != old["serial"] and new["subject"] == old["subject"], (old, new)
+    assert new["not_after"] > old["not_after"] and new["days_left"] > 7300, (old, new)
+    assert new["renewal"].startswith("renewed"), new
+    # Published beside the old one, where clients (ipa-certupdate) and the services read it.
+    listed = client.run(
+        "ldapsearch -LLL -x -H ldap://ipa.example.test -o ldif-wrap=no -b "
+        "'cn=CAcert,cn=ipa,cn=etc,dc=example,dc=test' -s base 'cACertificate;binary' "
+        "| sed -n 's/^cACertificate;binary:: //p' | while read -r v; do echo \"$v\" "
+        "| base64 -d | openssl x509 -inform DER -noout -serial; done").stdout
+    assert sorted(int(line.split("=")[1], 16) for line in listed.split()) == \
+        sorted([old["serial"], new["serial"]]), listed
+    # http serves the new one first at /ipa/config/ca.crt once it has looked (POLL).
+    deadline, first = time.time() + SETTLE + POLL, ""
+    while time.time() < deadline:
+        first = client.run("curl -sSf http://ipa.example.test/ipa/config/ca.crt "
+                           "| openssl x509 -out /tmp/new-ca.pem -noout -serial "
+                           "&& openssl x509 -in /tmp/new-ca.pem -out /tmp/new-ca.pem").stdout
+        if first.startswith("serial=") and int(first.split("=")[1], 16) == new["serial"]:
+            break
+        time.sleep(2)
+    assert int(first.split("=")[1], 16) == new["serial"], first
+    # The kdc too, which restarts krb5kdc to take the new anchors (a fraction of a second):
+    # wait for that restart to be over rather than race it.
+    anchors = ""
+    while time.time() < deadline + POLL:
+        anchors = sh(["podman", "exec", f"ipabuild-{short_lived}-kdc", "openssl", "x509",
+                      "-in", "/tmp/ipabuild-kdc/ca.pem", "-noout", "-serial"], check=False).stdout
+        if anchors.startswith("serial=") and int(anchors.split("=")[1], 16) == new["serial"]:
+            break
+        time.sleep(1)
+    assert int(anchors.split("=")[1], 16) == new["serial"], anchors
+    time.sleep(2)
+    # Trusting only the new certificate: every TLS endpoint, PKINIT, and a new certificate.
+    host = f"cac{uuid.uuid4().hex[:4]}.example.test"
+    out = ipa(client, """
+        for target in ipa.example.test:443 ca.example.test:8443; do
+            echo | openssl s_client -connect "$target" -CAfile /tmp/new-ca.pem \
+                -verify_return_error >/dev/null 2>&1 && echo "VERIFIED $target"
+        done
+        echo | openssl s_client -connect ipa.example.test:636 -CAfile /tmp/new-ca.pem \
+            -verify_return_error >/dev/null 2>&1 && echo "VERIFIED ldaps"
+        kinit -n -X X509_anchors=FILE:/tmp/new-ca.pem -c /tmp/anon2 && echo PKINIT-OK
+        ipa host-add "$H" --force >/dev/null && ipa service-add "HTTP/$H" --force >/dev/null
+        cd /tmp && openssl req -new -newkey rsa:2048 -nodes -keyout k3 -out r3.csr \
+            -subj "/O=EXAMPLE.TEST/CN=$H" 2>/dev/null
+        ipa cert-request r3.csr --principal "HTTP/$H" --certificate-out /tmp/issued.pem >/dev/null
+        openssl verify -CAfile /tmp/new-ca.pem /tmp/issued.pem
+        """, H=host)
+    for target in ("ipa.example.test:443", "ca.example.test:8443", "ldaps"):
+        assert f"VERIFIED {target}" in out, out
+    assert "PKINIT-OK" in out and "/tmp/issued.pem: OK" in out, out

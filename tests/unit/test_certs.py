@@ -193,3 +193,50 @@ def test_a_renewal_is_staged_whole_then_marked(tmp_path, monkeypatch) -> None:
 def test_a_renewal_request_renews_by_serial_through_caManualRenewal() -> None:
     assert system_certs.renewal_request(0x13) == {
         "ProfileID": "caManualRenewal", "Renewal": True, "SerialNumber": "0x13", "Input": []}
+
+
+def _ca_review(bypass: str = "false") -> dict:
+    """Dogtag 10.10's agent review of the CA certificate's renewal, trimmed to the
+    policies (its shape as GET /ca/rest/agent/certrequests/<id> answered on a stack)."""
+    def attribute(name: str, value: str, syntax: str = "string") -> dict:
+        return {"name": name, "Value": value,
+                "Descriptor": {"Syntax": syntax, "Constraint": None, "Description": name,
+                               "DefaultValue": None}}
+    return {"requestId": "11", "requestType": "renewal", "ProfileID": "caCACert",
+            "ProfilePolicySet": [{"policies": [
+                {"id": None, "def": {
+                    "classId": None, "id": "Subject Name Default",
+                    "policyAttribute": [attribute("name", "CN=Certificate Authority")],
+                    "params": []}},
+                {"id": None, "def": {"classId": None, "id": "CA Certificate Validity Default",
+                                     "policyAttribute": [
+                                         attribute("notBefore", "2026-12-07 01:19:59"),
+                                         attribute("notAfter", "2046-12-07 01:19:59"),
+                                         attribute("bypassCAnotafter", bypass, "boolean")],
+                                     "params": []}}]}]}
+
+
+def test_the_ca_renewal_review_lets_the_new_certificate_outlast_the_old() -> None:
+    review = system_certs.extend_ca_validity(_ca_review())
+    values = {item["name"]: item["Value"]
+              for policy in review["ProfilePolicySet"][0]["policies"]
+              for item in policy["def"]["policyAttribute"]}
+    # Only the bypass changes: the dates stay what the profile's range gave.
+    assert values == {"name": "CN=Certificate Authority", "notBefore": "2026-12-07 01:19:59",
+                      "notAfter": "2046-12-07 01:19:59", "bypassCAnotafter": "true"}
+
+
+def test_a_review_without_the_ca_validity_default_is_refused() -> None:
+    review = _ca_review()
+    del review["ProfilePolicySet"][0]["policies"][1]
+    with pytest.raises(system_certs.SystemCertError, match="bypassCAnotafter"):
+        system_certs.extend_ca_validity(review)
+
+
+def test_only_the_ca_certificate_is_published_beside_the_old() -> None:
+    certs = system_certs.of_config({"system_certificates": [
+        {"id": "ca_signing", "nickname": "caSigningCert cert-pki-tomcat CA",
+         "publish": ["cn=CAcert,cn=ipa,cn=etc,dc=example,dc=test"]},
+        {"id": "sslserver", "nickname": "Server-Cert cert-pki-tomcat"}]})
+    assert [(c.cert_id, c.self_signed) for c in certs] == [("ca_signing", True),
+                                                           ("sslserver", False)]

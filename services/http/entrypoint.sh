@@ -151,6 +151,7 @@ while kill -0 "$httpd" 2>/dev/null; do
         ipabuild_log "IPA CA: $(openssl x509 -in "$run/ca.crt" -noout -serial -enddate | tr '\n' ' ')"
         changed="IPA CA"
     fi
+    rm -f "$run/ca.crt.next"
     refreshed ra-agent ra-agent-key-seed "$ra_dn" "$run/ra-agent.pem" &&
         changed="$changed${changed:+, }RA agent"
     if [ "$own_tls" = yes ] && { refreshed http-tls http-tls-key-seed "$tls_dn" "$run/tls-leaf.crt" ||

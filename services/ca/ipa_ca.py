@@ -36,6 +36,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import string
@@ -778,10 +779,56 @@ def wait_for_dogtag(url: str, timeout: float) -> None:
     raise DogtagNotRunning(f"Dogtag's CA subsystem is not running after {timeout:.0f}s")
 
 
+SETUP_RECORD = "/var/lib/pki/ipabuild/ipa-setup.json"  # the last full setup (volume)
+
+
+def setup_fingerprint(settings: Settings) -> str:
+    """What a full setup depends on: ipa-ca.json, FreeIPA's profiles, this code and the
+    test-only validity. A new image changes it; a restart does not."""
+    digest = hashlib.sha256(str(settings.test_validity).encode())
+    profiles = sorted(os.path.join(PROFILES_DIR, name) for name in os.listdir(PROFILES_DIR))
+    paths = [CONFIG, os.path.abspath(__file__), *profiles]
+    for path in paths:
+        with open(path, "rb") as handle:
+            digest.update(path.encode() + b"\0" + handle.read())
+    return digest.hexdigest()
+
+
+def unchanged_since_last_setup(fingerprint: str, settings: Settings) -> str | None:
+    """When the last full setup had this fingerprint and the renewer's records show every
+    certificate valid beyond the renewal window, with no failure: its time, else None.
+    Then a restart needs no setup (as `ipactl start` runs no installer step); the
+    renewer, which starts right after, looks at every certificate anyway."""
+    try:
+        with open(SETUP_RECORD, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if record.get("fingerprint") != fingerprint:
+        return None
+    state = renewal.State.load(RENEWAL_STATE)
+    names = [spec["name"] for spec in load_config()["certificates"]]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for name in names:
+        held = state.records.get(name)
+        if held is None or held.failures or held.not_after is None:
+            return None
+        not_after = renewal._parse_iso(held.not_after)
+        if renewal.decide(not_after, now, settings.renew_before, held).kind != "valid":
+            return None
+    return str(record.get("at", "?"))
+
+
 def setup() -> None:
     config = load_config()
     settings = Settings.from_environment()
+    fingerprint = setup_fingerprint(settings)
     wait_for_dogtag(config["dogtag_url"], float(os.environ.get("IPA_CA_START_TIMEOUT", "180")))
+    done_at = unchanged_since_last_setup(fingerprint, settings)
+    if done_at is not None:
+        log(f"IPA's side of the CA is as set up at {done_at} (same image, every certificate "
+            f"valid beyond the renewal window): nothing to set up")
+        return
     with Session(config) as session:
         session.dogtag.login()
         started = time.monotonic()
@@ -802,16 +849,16 @@ def setup() -> None:
             state.save(RENEWAL_STATE)
             write_summary(state, settings)
         log(f"IPA's CA setup complete in {time.monotonic() - started:.1f}s")
+    now = renewal._iso(datetime.datetime.now(datetime.timezone.utc))
+    derived_keys.write_whole(SETUP_RECORD, json.dumps({"fingerprint": fingerprint,
+                                                       "at": now}).encode(), 0o660)
 
 
 def write_summary(state: renewal.State, settings: Settings) -> None:
     """The state in one line on tmpfs, which the health check prints (``status``)."""
     line = state.summary(datetime.datetime.now(datetime.timezone.utc), settings.renew_before)
     with contextlib.suppress(OSError):
-        os.makedirs(os.path.dirname(RENEWAL_SUMMARY), exist_ok=True)
-        with open(RENEWAL_SUMMARY + ".tmp", "w", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-        os.replace(RENEWAL_SUMMARY + ".tmp", RENEWAL_SUMMARY)
+        derived_keys.write_whole(RENEWAL_SUMMARY, (line + "\n").encode(), 0o644)
 
 
 USAGE = "usage: ipa_ca.py setup | profiles"

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import derived_keys  # beside this file in the image (/usr/local/lib/ipabuild)
 
 DEFAULT_RENEW_BEFORE = datetime.timedelta(days=28)  # certmonger's first enroll_ttl
 DEFAULT_CHECK_EVERY = datetime.timedelta(hours=1)
@@ -161,20 +161,9 @@ class State:
 
     def save(self, path: str) -> None:
         """Written whole to a temporary file beside ``path``, then renamed over it."""
-        directory = os.path.dirname(path) or "."
-        os.makedirs(directory, exist_ok=True)
         document = {"checked_at": self.checked_at, "renew_before": self.renew_before,
                     "certificates": [asdict(r) for r in self.records.values()]}
-        fd, tmp = tempfile.mkstemp(prefix=".renewal.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, indent=2)
-            os.chmod(tmp, 0o660)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        derived_keys.write_whole(path, json.dumps(document, indent=2).encode(), 0o660)
 
     def summary(self, now: datetime.datetime, renew_before: datetime.timedelta) -> str:
         """One line for the health check: failing renewals first, then what is due."""

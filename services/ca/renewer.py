@@ -50,9 +50,7 @@ def save_admin(key: Any, cert: x509.Certificate, password: bytes) -> None:
     pem = os.path.join(os.path.dirname(ipa_ca.ADMIN_P12), "ca_admin.cert")
     copies = ((ipa_ca.ADMIN_P12, p12), (pem, cert.public_bytes(serialization.Encoding.PEM)))
     for path, data in copies:
-        with open(path + ".tmp", "wb") as handle:
-            handle.write(data)
-        os.replace(path + ".tmp", path)
+        derived_keys.write_whole(path, data, 0o660)
 
 
 def renew_admin(session: ipa_ca.Session, state: renewal.State, settings: ipa_ca.Settings,

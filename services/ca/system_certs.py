@@ -27,6 +27,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+import derived_keys  # beside this file in the image (/usr/local/lib/ipabuild)
 from cryptography import x509
 from cryptography.hazmat.backends import default_backend
 from cryptography.hazmat.primitives import serialization
@@ -84,12 +85,9 @@ def current(cert: SystemCert, nssdb: str = NSSDB) -> x509.Certificate:
 def stage(cert: SystemCert, renewed: x509.Certificate) -> None:
     """Write the renewed certificate where ``pki-server cert-import`` reads it, then the
     marker; each file written aside and renamed, so a crash leaves no half file."""
-    os.makedirs(STAGED_DIR, exist_ok=True)
     for path, data in ((cert.staged, renewed.public_bytes(serialization.Encoding.PEM)),
                        (cert.marker, str(renewed.serial_number).encode())):
-        with open(path + ".tmp", "wb") as handle:
-            handle.write(data)
-        os.replace(path + ".tmp", path)
+        derived_keys.write_whole(path, data, 0o660)
 
 
 def pending(certs: list[SystemCert]) -> list[SystemCert]:

@@ -25,6 +25,7 @@ import datetime
 import hashlib
 import os
 import sys
+import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.backends import default_backend
@@ -126,17 +127,31 @@ def anchors(ldif: str) -> list[x509.Certificate]:
     return sorted(found, key=lambda cert: validity(cert)[1], reverse=True)
 
 
+def write_whole(path: str, data: bytes, mode: int) -> None:
+    """``data`` into ``path``, written to a new file beside it and renamed over it, so
+    that a reader (or a crash) never sees half a file and the old one stays until the
+    new one is complete; a failed write leaves no temporary file. The one helper for
+    every certificate, key and record the services replace while running."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def write_public(path: str, data: bytes) -> None:
-    with open(path + ".tmp", "wb") as handle:
-        handle.write(data)
-    os.replace(path + ".tmp", path)
+    write_whole(path, data, 0o644)
 
 
 def write_private(path: str, data: bytes) -> None:
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(path + ".tmp", path)
+    write_whole(path, data, 0o600)
 
 
 def main(argv: list[str]) -> int:

@@ -5,8 +5,10 @@ profiles (services/ca/ipa_ca.py). The real renewal is tests/integration/test_ren
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -240,3 +242,60 @@ def test_only_the_ca_certificate_is_published_beside_the_old() -> None:
         {"id": "sslserver", "nickname": "Server-Cert cert-pki-tomcat"}]})
     assert [(c.cert_id, c.self_signed) for c in certs] == [("ca_signing", True),
                                                            ("sslserver", False)]
+
+
+@pytest.fixture
+def setup_files(tmp_path, monkeypatch):
+    """ipa_ca's setup inputs and records under tmp_path: ipa-ca.json naming one
+    certificate, one FreeIPA profile, the setup record and the renewer's state."""
+    config = tmp_path / "ipa-ca.json"
+    config.write_text(json.dumps({"certificates": [{"name": "http-tls"}]}))
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "caIPAserviceCert.UPGRADE.cfg").write_text("profileId=caIPAserviceCert\n")
+    monkeypatch.setattr(ipa_ca, "CONFIG", str(config))
+    monkeypatch.setattr(ipa_ca, "PROFILES_DIR", str(profiles))
+    monkeypatch.setattr(ipa_ca, "SETUP_RECORD", str(tmp_path / "ipa-setup.json"))
+    monkeypatch.setattr(ipa_ca, "RENEWAL_STATE", str(tmp_path / "renewal.json"))
+    return tmp_path
+
+
+def _record_setup(settings, not_after: datetime.datetime, failures: int = 0) -> None:
+    renewal = ipa_ca.renewal
+    state = renewal.State()
+    record = state.record("http-tls")
+    record.succeeded(7, not_after, NOW, renewed=False)
+    record.failures = failures
+    state.save(ipa_ca.RENEWAL_STATE)
+    Path(ipa_ca.SETUP_RECORD).write_text(json.dumps(
+        {"fingerprint": ipa_ca.setup_fingerprint(settings), "at": "2026-12-07T01:58:07Z"}))
+
+
+SETTINGS = ipa_ca.Settings(datetime.timedelta(days=28), datetime.timedelta(hours=1), None)
+
+
+def test_a_restart_with_the_same_image_and_valid_certificates_skips_the_setup(setup_files) -> None:
+    _record_setup(SETTINGS, datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=300))
+    assert ipa_ca.unchanged_since_last_setup(ipa_ca.setup_fingerprint(SETTINGS), SETTINGS) \
+        == "2026-12-07T01:58:07Z"
+
+
+def test_a_changed_profile_or_config_means_a_full_setup(setup_files) -> None:
+    _record_setup(SETTINGS, datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=300))
+    (setup_files / "profiles" / "caIPAserviceCert.UPGRADE.cfg").write_text("changed\n")
+    assert ipa_ca.unchanged_since_last_setup(ipa_ca.setup_fingerprint(SETTINGS), SETTINGS) is None
+    test_only = ipa_ca.Settings(SETTINGS.renew_before, SETTINGS.check_every,
+                                datetime.timedelta(minutes=5))
+    assert ipa_ca.setup_fingerprint(test_only) != ipa_ca.setup_fingerprint(SETTINGS)
+
+
+@pytest.mark.parametrize(("days_left", "failures"), [(10, 0), (300, 1), (-1, 0)])
+def test_a_certificate_due_failing_or_expired_means_a_full_setup(setup_files, days_left,
+                                                                 failures) -> None:
+    _record_setup(SETTINGS, datetime.datetime.now(datetime.UTC)
+                  + datetime.timedelta(days=days_left), failures)
+    assert ipa_ca.unchanged_since_last_setup(ipa_ca.setup_fingerprint(SETTINGS), SETTINGS) is None
+
+
+def test_no_record_means_a_full_setup(setup_files) -> None:
+    assert ipa_ca.unchanged_since_last_setup(ipa_ca.setup_fingerprint(SETTINGS), SETTINGS) is None

@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
-from service_modules import load
+from service_modules import ROOT, load
 
+sys.path.insert(0, str(ROOT / "services" / "common"))  # renewal imports derived_keys
 renewal = load("services/ca/renewal.py")
 
 NOW = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.UTC)
@@ -120,7 +122,7 @@ def test_a_failed_save_leaves_the_old_state(tmp_path: Path, monkeypatch) -> None
 
     def broken(*_args, **_kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(renewal.json, "dump", broken)
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError):
         renewal.State({"a": renewal.Record("a", serial=2)}).save(str(path))
     assert renewal.State.load(str(path)).records["a"].serial == 1

@@ -22,9 +22,20 @@ def compose_project(built: dict[str, dict]) -> Iterator[str]:
     secrets = ipabuild("secrets", "--name", "compose", "--podman")
     assert secrets.returncode == 0, secrets.stderr
     project = f"ipactest{uuid.uuid4().hex[:6]}"
-    up = subprocess.run([*COMPOSE, "-p", project, "up", "-d"], capture_output=True, text=True,
-                        timeout=300, check=False)
     try:
+        try:
+            up = subprocess.run([*COMPOSE, "--verbose", "-p", project, "up", "-d"],
+                                capture_output=True, text=True, timeout=300, check=False)
+        except subprocess.TimeoutExpired as exc:
+            # Seen once (2026-12-07): podman-compose waiting for kdc to run while kdc stayed
+            # "created"; say which containers are in which state and what it said.
+            states = subprocess.run(["podman", "ps", "-a", "--filter", f"name={project}_",
+                                     "--format", "{{.Names}} {{.Status}}"],
+                                    capture_output=True, text=True, check=False).stdout
+            said = (exc.stderr or b"")
+            said = said.decode(errors="replace") if isinstance(said, bytes) else said
+            pytest.fail(f"podman-compose up -d did not return within 300 s; containers:\n"
+                        f"{states}\npodman-compose said:\n{said[-4000:]}")
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
         yield project
     finally:

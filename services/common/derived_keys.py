@@ -86,36 +86,14 @@ def validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.dateti
     return (cert.not_valid_before.replace(tzinfo=utc), cert.not_valid_after.replace(tzinfo=utc))
 
 
-def select(ldif: str, key: ec.EllipticCurvePrivateKey) -> x509.Certificate | None:
-    """The newest valid certificate for ``key`` among ``userCertificate;binary`` values
-    of an unwrapped LDIF (``ldapsearch -o ldif-wrap=no``): a service entry may hold
-    several, some issued for other keys or expired."""
+def valid_values(ldif: str, attribute: str) -> list[x509.Certificate]:
+    """The currently valid certificates among ``attribute``'s values (``name;binary``)
+    of an unwrapped LDIF (``ldapsearch -o ldif-wrap=no``); unreadable values skipped."""
     now = datetime.datetime.now(datetime.timezone.utc)
     found = []
     for line in ldif.splitlines():
         name, _, value = line.partition(":: ")
-        if name.lower() != "usercertificate;binary":
-            continue
-        try:
-            cert = x509.load_der_x509_certificate(base64.b64decode(value), default_backend())
-        except ValueError:
-            continue
-        not_before, not_after = validity(cert)
-        if certifies(cert, key) and not_before <= now < not_after:
-            found.append(cert)
-    return max(found, key=lambda cert: validity(cert)[1]) if found else None
-
-
-def anchors(ldif: str) -> list[x509.Certificate]:
-    """Every currently valid ``cACertificate;binary`` value of an unwrapped LDIF, newest
-    first: once the IPA CA's certificate is renewed (same subject and key), cn=CAcert
-    holds the old and the new one, and a trust file that kept only the first value
-    would go stale when the old one expires (FreeIPA's /etc/ipa/ca.crt holds them all)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    found = []
-    for line in ldif.splitlines():
-        name, _, value = line.partition(":: ")
-        if name.lower() != "cacertificate;binary":
+        if name.lower() != attribute.lower():
             continue
         try:
             cert = x509.load_der_x509_certificate(base64.b64decode(value), default_backend())
@@ -124,7 +102,24 @@ def anchors(ldif: str) -> list[x509.Certificate]:
         not_before, not_after = validity(cert)
         if not_before <= now < not_after:
             found.append(cert)
-    return sorted(found, key=lambda cert: validity(cert)[1], reverse=True)
+    return found
+
+
+def select(ldif: str, key: ec.EllipticCurvePrivateKey) -> x509.Certificate | None:
+    """The newest valid certificate for ``key`` among ``userCertificate;binary`` values:
+    a service entry may hold several, some issued for other keys or expired."""
+    found = [cert for cert in valid_values(ldif, "userCertificate;binary")
+             if certifies(cert, key)]
+    return max(found, key=lambda cert: validity(cert)[1]) if found else None
+
+
+def anchors(ldif: str) -> list[x509.Certificate]:
+    """Every currently valid ``cACertificate;binary`` value, newest first: once the IPA
+    CA's certificate is renewed (same subject and key), cn=CAcert holds the old and the
+    new one, and a trust file that kept only the first value would go stale when the old
+    one expires (FreeIPA's /etc/ipa/ca.crt holds them all)."""
+    return sorted(valid_values(ldif, "cACertificate;binary"),
+                  key=lambda cert: validity(cert)[1], reverse=True)
 
 
 def write_whole(path: str, data: bytes, mode: int) -> None:

@@ -65,3 +65,13 @@ def test_the_command_writes_a_bundle_or_exits_1(tmp_path, monkeypatch, capsys) -
     monkeypatch.setattr("sys.stdin", io.StringIO("dn: cn=CAcert\n"))
     assert derived_keys.main(["anchors", str(tmp_path / "none.pem")]) == 1
     assert not (tmp_path / "none.pem").exists()
+
+
+def test_select_takes_the_newest_valid_certificate_for_the_key() -> None:
+    other = ec.generate_private_key(ec.SECP256R1())
+    old = ca_cert(1, NOW - datetime.timedelta(days=700), NOW + datetime.timedelta(days=20))
+    new = ca_cert(2, NOW, NOW + datetime.timedelta(days=700))
+    expired = ca_cert(3, NOW - datetime.timedelta(days=9), NOW - datetime.timedelta(days=1))
+    text = ldif(old, new, expired).replace("cACertificate;binary", "userCertificate;binary")
+    assert derived_keys.select(text, KEY).serial_number == 2
+    assert derived_keys.select(text, other) is None

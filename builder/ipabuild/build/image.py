@@ -90,7 +90,7 @@ class ImageMaker:
                 result = self._build(service, context, name, key)
                 if existing is not None and result.image_id not in ("", existing.image_id):
                     old_key = existing.labels.get(CACHE_LABEL, "")
-                    if service.mode == "stage" and old_key:
+                    if old_key:  # a stage's (or a monolith's part's) old content tag
                         buildah.untag(stage_tag(self.project, service.name, old_key))
                     self.superseded.append(existing.image_id)
             # A build stage is never run: it stays local, only what copies it is pushed.

@@ -27,7 +27,7 @@ from ipabuild.build.bases import ResolvedBase, base_reference, resolve_base
 from ipabuild.build.image import ImageMaker
 from ipabuild.build.imagestore import ImageInfo, inspect_images, remove_if_dangling
 from ipabuild.build.results import BuildOptions, ImageResult, image_name, stage_tag
-from ipabuild.build.stages import tag_stage, with_stages
+from ipabuild.build.stages import tag_stage, with_parts, with_stages
 from ipabuild.core.errors import UsageError
 from ipabuild.core.locks import held, images_lock
 from ipabuild.core.progress import Reporter
@@ -63,7 +63,8 @@ class ImageBuilder:
                     f"service {service.name!r} has no {self.options.family!r} family entry",
                     f"add `families: {self.options.family}:` to its service.yaml",
                 )
-        stages, others = with_stages(self.root, self.project, self.options.family, services)
+        stages, others = with_stages(self.root, self.project, self.options.family,
+                                     with_parts(self.root, self.project, services))
         if self.options.render_only is not None:
             maker = self._maker({})
             return [maker.render_only(s, self.options.render_only) for s in stages + others]
@@ -88,11 +89,22 @@ class ImageBuilder:
                 refs[stage.name] = stage_tag(self.project, stage.name, result.cache_key)
                 tag_stage(result, refs[stage.name])
             results.append(result)
-        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
-            futures = [pool.submit(lambda s: self._blocked(s, refs)
-                                   or maker.make(s, self._base(bases, s), refs), s)
-                       for s in others]
-            results += [f.result() for f in futures]
+        # In two waves: the services a monolith runs, then the rest (the monolith copies
+        # their images whole, by content-addressed tag as from a stage).
+        parts = {p.service for s in others for p in s.runs}
+        for wave in ([s for s in others if s.name in parts],
+                     [s for s in others if s.name not in parts]):
+            with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
+                futures = [pool.submit(lambda s: self._blocked(s, refs)
+                                       or maker.make(s, self._base(bases, s), refs), s)
+                           for s in wave]
+                for result in (f.result() for f in futures):
+                    if result.service in parts and result.status != "failed":
+                        refs[result.service] = stage_tag(self.project, result.service,
+                                                         result.cache_key)
+                        tag_stage(result, refs[result.service])
+                    results.append(result)
+        results.sort(key=lambda r: [s.name for s in stages + others].index(r.service))
         # Images a build replaced, removed only once no build runs: ``podman rmi`` during
         # a parallel build pulls layers from under that build's cache lookup ("checking
         # if cached image exists from a previous build: ... layer not known", measured).
@@ -104,8 +116,10 @@ class ImageBuilder:
         return bases[service.families[self.options.family].base]
 
     def _blocked(self, service: Service, refs: dict[str, str]) -> ImageResult | None:
-        """A failed result when a stage this service copies from did not build."""
-        missing = [s for s in service.families[self.options.family].stages if s not in refs]
+        """A failed result when a stage (or a service a monolith runs) that this service
+        copies from did not build."""
+        missing = [s for s in [*service.families[self.options.family].stages,
+                               *(p.service for p in service.runs)] if s not in refs]
         if not missing:
             return None
         name = image_name(self.project, service.name, self.options.tag)

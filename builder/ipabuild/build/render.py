@@ -23,7 +23,14 @@ from ipabuild import TEMPLATES
 from ipabuild.core.errors import ConfigError, UsageError
 from ipabuild.core.textsource import TemplateLoader
 from ipabuild.spec.load import load_common_files, load_service, service_names, spec_path
-from ipabuild.spec.model import COMMON_DIR, PackageOverride, Project, Service, Wheel
+from ipabuild.spec.model import (
+    COMMON_DIR,
+    MonolithPart,
+    PackageOverride,
+    Project,
+    Service,
+    Wheel,
+)
 from ipabuild.spec.routes import resolve_routes
 
 WheelSource = Callable[[Wheel], Path]
@@ -133,6 +140,46 @@ def template_context(project: Project, service: Service, family_name: str) -> di
     }
 
 
+def image_environment(project: Project, service: Service) -> dict[str, str]:
+    """The ENV of ``service``'s image: the realm's names, then its spec's environment.
+    A monolith gives each service it runs the same (``monolith_config``)."""
+    return {"IPA_REALM": project.realm, "IPA_DOMAIN": project.domain,
+            "IPA_SUFFIX": project.suffix, "IPA_SERVER": project.server,
+            **dict(sorted(service.environment.items()))}
+
+
+MONOLITH_CONFIG = "/usr/share/ipabuild/monolith.json"
+
+
+def part_root(service: str) -> str:
+    """Where a monolith holds a service's image tree."""
+    return f"/srv/{service}"
+
+
+def monolith_config(project: Project, parts: list[tuple[MonolithPart, Service]]) -> dict:
+    """What a monolith's supervisor needs of each service it runs, in the spec's order:
+    the service's own spec as its split container gets it (entrypoint, environment,
+    volumes, secrets, health), plus the user upstream runs it as."""
+    return {"services": [{
+        "name": service.name,
+        "root": part_root(service.name),
+        "user": part.user,
+        "upstream": part.upstream,
+        "command": [*service.entrypoint, *service.command],
+        "init": service.init.command if service.init else [],
+        "environment": image_environment(project, service),
+        "healthcheck": service.healthcheck.command if service.healthcheck else [],
+        "start_period": service.healthcheck.start_period if service.healthcheck else 0,
+        "depends_on": dict(service.depends_on),
+        "volumes": [{"name": v.name, "path": v.path, "ephemeral": v.ephemeral}
+                    for v in service.volumes],
+        "shared_volumes": [{"service": v.service, "volume": v.volume, "path": v.path}
+                           for v in service.shared_volumes],
+        "tmpfs": list(service.tmpfs),
+        "secrets": [{"name": s.name, "path": s.path} for s in service.secrets],
+    } for part, service in parts]}
+
+
 def stage_reference(project: Project, stage: str, tag: str | None = None) -> str:
     """The plain name of a build stage's image (``<prefix>/<stage>:<tag>``)."""
     return f"{project.image.prefix}/{stage}:{tag or project.image.tag}"
@@ -182,6 +229,12 @@ def render_service(
     refs = dict(stage_refs or {})
     copies = [{"ref": refs.get(copy.stage) or stage_reference(project, copy.stage),
                "src": copy.src, "dest": copy.dest} for copy in wanted.copy_from]
+    if service.runs:
+        parts = [(part, load_service(root, part.service, project)) for part in service.runs]
+        copies += [{"ref": refs.get(part.service) or stage_reference(project, part.service),
+                    "src": "/", "dest": part_root(part.service)} for part in service.runs]
+        files[MONOLITH_CONFIG] = (json.dumps(monolith_config(project, parts), indent=1)
+                                  .encode() + b"\n", 0o644)
 
     packages = customize(
         family.common_packages + wanted.packages,
@@ -200,5 +253,6 @@ def render_service(
         "build_steps": service.build_steps,
         "writable": sorted({*service.writable, *(v.path for v in service.volumes)}),
         "image_title": f"{project.image.prefix}/{service.name}",
+        "image_env": image_environment(project, service),
     })
     return BuildContext(service.name, family_name, wanted.base, containerfile, files)

@@ -40,6 +40,23 @@ def with_stages(root: Path, project: Project, family: str,
             [s for s in ordered if s.mode != "stage"])
 
 
+def with_parts(root: Path, project: Project, services: list[Service]) -> list[Service]:
+    """``services`` plus every service a monolith among them runs (``runs``), each of
+    those before the rest: a monolith copies their built images whole."""
+    by_name = {s.name: s for s in services}
+    parts: list[Service] = []
+    for service in services:
+        for part in service.runs:
+            found = by_name.get(part.service) or load_services(root, project, [part.service])[0]
+            if found.mode != "split":
+                raise ConfigError(root / "services" / service.name / "service.yaml",
+                                  f"runs names {part.service!r}, whose mode is "
+                                  f"{found.mode!r}", None, "a monolith runs split services")
+            if found not in parts:
+                parts.append(found)
+    return parts + [s for s in services if s not in parts]
+
+
 def tag_stage(result: ImageResult, reference: str) -> None:
     """Give a built stage its content-addressed tag (when it has not got it yet)."""
     if inspect_image(reference) is None:

@@ -177,6 +177,27 @@ class StageCopy(StrictModel):
         return value
 
 
+class MonolithPart(StrictModel):
+    """A split service a monolith runs unchanged: that service's own image tree under
+    ``/srv/<service>``, started by the monolith's supervisor as upstream runs its daemons.
+    So both modes run the same build of FreeIPA, written once."""
+
+    service: str = Field(description="name of a split service")
+    user: str = Field(description="user (name in that service's image) the supervisor "
+                                  "starts the service as: upstream's user for its daemons")
+    upstream: str = Field(description="how upstream's monolith runs these daemons, and "
+                                      "where this differs (the posture report quotes it)")
+
+
+class AbsentDaemon(StrictModel):
+    """A daemon upstream's monolith runs that this monolith does not: the posture report
+    lists it ("root upstream, absent here") so a comparison never hides it."""
+
+    daemon: str
+    upstream_user: str = Field(default="root", description="the user upstream runs it as")
+    why: str = Field(description="why it is absent here, and what does its job instead")
+
+
 class Wheel(StrictModel):
     """A pinned Python wheel, fetched on the host into the build context (pip inside a
     build container does not trust this kind of host's package proxy)."""
@@ -429,6 +450,13 @@ class Service(StrictModel):
                     "built with the split images and never deployed",
     )
     user: int = Field(ge=0, description="numeric USER of the image; 0 only for monolithic")
+    runs: list[MonolithPart] = Field(
+        default_factory=list,
+        description="monolithic only: the split services this image runs, each from its "
+                    "own image's tree (copied whole) under one supervisor")
+    upstream_absent: list[AbsentDaemon] = Field(
+        default_factory=list,
+        description="monolithic only: upstream's daemons this monolith leaves out, why")
     aliases: list[str] = Field(
         default_factory=list, description="extra network names (a monolith answers for all)")
     families: dict[str, FamilyPackages]
@@ -510,6 +538,9 @@ class Service(StrictModel):
             raise ValueError("`entrypoint` is required (only a `mode: stage` spec has none)")
         if self.mode == "stage" and (self.ports or self.volumes or self.secrets):
             raise ValueError("a build stage is never run: it has no ports, volumes or secrets")
+        if (self.runs or self.upstream_absent) and self.mode != "monolithic":
+            raise ValueError("only a `mode: monolithic` spec has `runs` and "
+                             "`upstream_absent`")
         start = int(self.sysctls.get("net.ipv4.ip_unprivileged_port_start", PRIVILEGED_PORTS))
         low = sorted(p.port for p in self.ports if p.port < start)
         if low:

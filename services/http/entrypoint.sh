@@ -10,6 +10,11 @@ principal="HTTP/http.$IPA_DOMAIN@$IPA_REALM"
 
 ipabuild_ensure_user
 umask 0077
+# The monolith starts this as root, as upstream starts httpd: the master keeps root and
+# its workers (mod_auth_gssapi, the WSGI daemons) switch to www-data in group 0, which
+# then uses what this script writes for them (keytab and ccache, RA agent, session key;
+# upstream's workers reach the keytab through gssproxy, which the monolith lacks).
+[ "$(id -u)" -ne 0 ] || umask 0007
 mkdir -p "$run"
 
 ipabuild_secret http-service-password >/dev/null  # fail early and clearly when absent
@@ -112,10 +117,14 @@ else
     ipabuild_log "TLS: $(openssl x509 -in "$run/tls-leaf.crt" -noout -subject -issuer)"
 fi
 
+if [ "$(id -u)" -eq 0 ]; then  # the monolith: see umask above (the TLS key stays root's)
+    chmod g+rw "$run/http.keytab" "$run/http.ccache" "$run/ra-agent.key"
+fi
 set +u
 . /etc/apache2/envvars
 set -u
 export APACHE_RUN_DIR=$run APACHE_PID_FILE=$run/httpd.pid APACHE_LOCK_DIR=$run
+[ "$(id -u)" -ne 0 ] || export APACHE_RUN_GROUP=root
 export HTTP_CA_URL=${HTTP_CA_URL:-https://ca:8443}
 ipabuild_log "starting httpd on 80/443 as UID $(id -u)"
 /usr/sbin/apache2 -DFOREGROUND &

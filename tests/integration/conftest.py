@@ -124,6 +124,61 @@ def client(stack: str) -> Client:
     return Client(stack, ROOT / ".ipabuild" / "secrets" / stack)
 
 
+@pytest.fixture(scope="session")
+def monolith() -> Iterator[str]:
+    """A monolith (every service of split mode in one container, root inside, in a user
+    namespace of its own), shared by the tests of both modes."""
+    reused = os.environ.get("IPABUILD_TEST_MONOLITH")
+    if reused:
+        # A developer's running monolith (`ipabuild up --mode monolithic --name NAME`):
+        # used as it is (no image build), never taken down.
+        yield reused
+        return
+    build = ipabuild("images", "--service", "monolithic", "--json")
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    build_client_image()
+    name = f"m{uuid.uuid4().hex[:6]}"
+    up = ipabuild("up", "--mode", "monolithic", "--name", name)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        yield name
+    finally:
+        ipabuild("down", "--name", name, "--volumes")
+
+
+@pytest.fixture(scope="session", params=["split", "monolithic"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each mode in turn: the IPA tests that take ``ipa_client`` run against both."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def mode_stack(mode: str, request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("stack" if mode == "split" else "monolith"))
+
+
+@pytest.fixture(scope="session")
+def ipa_client(mode_stack: str) -> Client:
+    return Client(mode_stack, ROOT / ".ipabuild" / "secrets" / mode_stack)
+
+
+def service_exec(mode: str, stack: str, service: str, *argv: str) -> list[str]:
+    """The podman command that runs ``argv`` in ``service`` of a stack of ``mode``: its
+    container in split mode, its tree in the monolith (``ipabuild-monolith exec``)."""
+    if mode == "split":
+        return ["podman", "exec", f"ipabuild-{stack}-{service}", *argv]
+    return ["podman", "exec", f"ipabuild-{stack}-monolithic", "ipabuild-monolith", "exec",
+            service, "--", *argv]
+
+
+@pytest.fixture(scope="session")
+def mode_ca_pem(mode: str, mode_stack: str) -> str:
+    """The IPA CA's certificate as Dogtag's own NSS database holds it, in either mode."""
+    pem = sh(service_exec(mode, mode_stack, "ca", "cat", "/tmp/ipabuild-ca/ca.pem")).stdout
+    assert "BEGIN CERTIFICATE" in pem, pem
+    return pem
+
+
 @pytest.fixture(scope="module")
 def ca_pem(stack: str) -> str:
     """The IPA CA's certificate as Dogtag's own NSS database holds it."""

@@ -1,4 +1,5 @@
-"""FreeIPA's own API and `ipa` CLI against the split stack: the http service runs
+"""FreeIPA's own API and `ipa` CLI against the split stack (and the monolith, which runs
+the same services: ``ipa_client`` is each mode in turn): the http service runs
 ipaserver under mod_wsgi, authenticates with SPNEGO and reaches ldap with the caller's
 delegated (S4U2Proxy) credentials. Every command runs in the client toolbox
 (services/client) from a fresh container, as a user would run it."""
@@ -32,24 +33,24 @@ def _kinit(client: Client, principal: str, answers: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def alice(client: Client) -> dict[str, str]:
+def alice(ipa_client: Client) -> dict[str, str]:
     """alice, added through the API with an initial password (IPA marks it expired)."""
     user = f"alice{uuid.uuid4().hex[:4]}"
     initial, chosen = f"Init-{uuid.uuid4().hex[:10]}", f"Mine-{uuid.uuid4().hex[:10]}"
-    out = ipa(client, 'printf "%s\\n%s\\n" "$IPW" "$IPW" | '
+    out = ipa(ipa_client, 'printf "%s\\n%s\\n" "$IPW" "$IPW" | '
                       'ipa user-add "$U" --first Alice --last Liddell --password',
               U=user, IPW=initial)
     assert f'Added user "{user}"' in out, out
     return {"uid": user, "initial": initial, "chosen": chosen}
 
 
-def test_ipa_ping_answers_with_the_server_version(client: Client) -> None:
-    out = ipa(client, "ipa ping")
+def test_ipa_ping_answers_with_the_server_version(ipa_client: Client) -> None:
+    out = ipa(ipa_client, "ipa ping")
     assert "IPA server version 4.12.4" in out, out
 
 
-def test_user_add_find_show(client: Client, alice: dict[str, str]) -> None:
-    out = ipa(client, 'ipa user-find "$U" && ipa user-show "$U" --all', U=alice["uid"])
+def test_user_add_find_show(ipa_client: Client, alice: dict[str, str]) -> None:
+    out = ipa(ipa_client, 'ipa user-find "$U" && ipa user-show "$U" --all', U=alice["uid"])
     assert "1 user matched" in out, out
     assert "Last name: Liddell" in out and "First name: Alice" in out, out
     assert f"Principal name: {alice['uid']}@EXAMPLE.TEST" in out, out
@@ -61,9 +62,9 @@ def test_user_add_find_show(client: Client, alice: dict[str, str]) -> None:
     assert int(uid_number) > 0, out
 
 
-def test_group_add_and_membership(client: Client, alice: dict[str, str]) -> None:
+def test_group_add_and_membership(ipa_client: Client, alice: dict[str, str]) -> None:
     group = f"readers{uuid.uuid4().hex[:4]}"
-    out = ipa(client, 'ipa group-add "$G" --desc "Readers" && '
+    out = ipa(ipa_client, 'ipa group-add "$G" --desc "Readers" && '
                       'ipa group-add-member "$G" --users "$U" && ipa group-show "$G" && '
                       'ipa user-show "$U"', G=group, U=alice["uid"])
     assert "Number of members added 1" in out, out
@@ -72,43 +73,43 @@ def test_group_add_and_membership(client: Client, alice: dict[str, str]) -> None
 
 
 def test_first_kinit_changes_the_expired_password_then_ipa_passwd_resets_it(
-        client: Client, alice: dict[str, str]) -> None:
+        ipa_client: Client, alice: dict[str, str]) -> None:
     user, initial, chosen = alice["uid"], alice["initial"], alice["chosen"]
-    code, out = _kinit(client, user, f"{initial}\\n{chosen}\\n{chosen}\\n")
+    code, out = _kinit(ipa_client, user, f"{initial}\\n{chosen}\\n{chosen}\\n")
     assert code == 0 and "expired" in out.lower(), out
-    code, out = _kinit(client, user, f"{initial}\\n")
+    code, out = _kinit(ipa_client, user, f"{initial}\\n")
     assert code != 0, "the initial password still works after the change:\n" + out
 
     # ipa passwd by an administrator: a reset, so IPA marks it expired again and the
     # user's next kinit changes it. (A user's own: test_ipa_certs.py.)
     reset, newer = f"Reset-{uuid.uuid4().hex[:10]}", f"New-{uuid.uuid4().hex[:10]}"
-    out = ipa(client, 'printf "%s\\n%s\\n" "$NEW" "$NEW" | ipa passwd "$U"', U=user, NEW=reset)
+    out = ipa(ipa_client, 'printf "%s\\n%s\\n" "$NEW" "$NEW" | ipa passwd "$U"', U=user, NEW=reset)
     assert f'Changed password for "{user}@EXAMPLE.TEST"' in out, out
-    code, out = _kinit(client, user, f"{chosen}\\n")
+    code, out = _kinit(ipa_client, user, f"{chosen}\\n")
     assert code != 0, "the password before the reset still works:\n" + out
-    code, out = _kinit(client, user, f"{reset}\\n{newer}\\n{newer}\\n")
+    code, out = _kinit(ipa_client, user, f"{reset}\\n{newer}\\n{newer}\\n")
     assert code == 0 and "expired" in out.lower(), out
 
 
-def test_disabled_user_cannot_kinit(client: Client) -> None:
+def test_disabled_user_cannot_kinit(ipa_client: Client) -> None:
     user, password = f"bob{uuid.uuid4().hex[:4]}", f"Pw-{uuid.uuid4().hex[:10]}"
     chosen = f"Bob-{uuid.uuid4().hex[:10]}"
-    ipa(client, 'printf "%s\\n%s\\n" "$P" "$P" | ipa user-add "$U" --first Bob --last B '
+    ipa(ipa_client, 'printf "%s\\n%s\\n" "$P" "$P" | ipa user-add "$U" --first Bob --last B '
                 '--password', U=user, P=password)
-    code, out = _kinit(client, user, f"{password}\\n{chosen}\\n{chosen}\\n")
+    code, out = _kinit(ipa_client, user, f"{password}\\n{chosen}\\n{chosen}\\n")
     assert code == 0, out
-    out = ipa(client, 'ipa user-disable "$U"', U=user)
+    out = ipa(ipa_client, 'ipa user-disable "$U"', U=user)
     assert f'Disabled user account "{user}"' in out, out
-    code, out = _kinit(client, user, f"{chosen}\\n")
+    code, out = _kinit(ipa_client, user, f"{chosen}\\n")
     assert code != 0, "a disabled user got a ticket:\n" + out
     assert "revoked" in out.lower() or "disabled" in out.lower(), out
 
 
-def test_host_and_service_add(client: Client) -> None:
+def test_host_and_service_add(ipa_client: Client) -> None:
     """host-add and service-add through the API (ipa-getkeytab and certificates for such
     a service: test_ipa_certs.py)."""
     host = f"web{uuid.uuid4().hex[:4]}.example.test"
-    out = ipa(client, 'ipa host-add "$H" --force && ipa service-add "HTTP/$H" --force && '
+    out = ipa(ipa_client, 'ipa host-add "$H" --force && ipa service-add "HTTP/$H" --force && '
                       'ipa service-show "HTTP/$H" && ipa host-show "$H"', H=host)
     assert f'Added host "{host}"' in out, out
     assert f'Added service "HTTP/{host}@EXAMPLE.TEST"' in out, out

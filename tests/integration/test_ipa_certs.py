@@ -25,9 +25,20 @@ def web_service(client: Client) -> str:
     return host
 
 
-def test_http_and_ldap_serve_certificates_the_ipa_ca_issued(client: Client, ca_pem: str) -> None:
+@pytest.fixture(scope="module")
+def mode_web_service(ipa_client: Client) -> str:
+    """A host's HTTP service of each mode's realm in turn."""
+    host = f"web{uuid.uuid4().hex[:4]}.example.test"
+    out = ipa(ipa_client, 'ipa host-add "$H" --force && ipa service-add "HTTP/$H" --force',
+              H=host)
+    assert f'Added service "HTTP/{host}@EXAMPLE.TEST"' in out, out
+    return host
+
+
+def test_http_and_ldap_serve_certificates_the_ipa_ca_issued(ipa_client: Client,
+                                                           mode_ca_pem: str) -> None:
     # The server name's own TLS ports (443, 636) are checked by test_server_name.py.
-    result = client.run(
+    result = ipa_client.run(
         ANCHOR
         + "openssl s_client -connect http.example.test:443 -servername http.example.test "
           "-verify_hostname http.example.test -CAfile /tmp/ipa-ca.pem -verify_return_error "
@@ -36,7 +47,7 @@ def test_http_and_ldap_serve_certificates_the_ipa_ca_issued(client: Client, ca_p
           "-verify_hostname ldap.example.test -CAfile /tmp/ipa-ca.pem -verify_return_error "
           "</dev/null 2>&1 | grep -E '^(Verify return code|subject=)'; "
           "cmp /tmp/ipa-ca.pem /tmp/ipa/ca.crt && echo anchor-is-the-ipa-ca",
-        env={"CA_PEM": ca_pem})
+        env={"CA_PEM": mode_ca_pem})
     out = result.stdout + result.stderr
     assert out.count("Verify return code: 0 (ok)") == 2, out
     # FreeIPA's master, the server name, is the subject (each host name in the SAN).
@@ -46,8 +57,9 @@ def test_http_and_ldap_serve_certificates_the_ipa_ca_issued(client: Client, ca_p
     assert "anchor-is-the-ipa-ca" in out, out
 
 
-def test_cert_request_show_revoke(client: Client, ca_pem: str, web_service: str) -> None:
-    out = ipa(client, ANCHOR + """
+def test_cert_request_show_revoke(ipa_client: Client, mode_ca_pem: str,
+                                  mode_web_service: str) -> None:
+    out = ipa(ipa_client, ANCHOR + """
         cd /tmp && openssl req -new -newkey rsa:2048 -nodes -keyout web.key \
             -subj "/O=EXAMPLE.TEST/CN=$H" -out web.csr 2>/dev/null
         ipa cert-request web.csr --principal "HTTP/$H" --certificate-out web.crt
@@ -60,24 +72,24 @@ def test_cert_request_show_revoke(client: Client, ca_pem: str, web_service: str)
         curl -s --cacert /tmp/ipa-ca.pem -H 'Accept: application/json' \
             "https://ca:8443/ca/rest/certs/$serial" \
             | python3 -c 'import json, sys; print("DOGTAG=" + json.load(sys.stdin)["Status"])'
-        """, H=web_service, CA_PEM=ca_pem)
+        """, H=mode_web_service, CA_PEM=mode_ca_pem)
     assert "web.crt: OK" in out, out
-    assert f"Subject: CN={web_service},O=EXAMPLE.TEST" in out, out
-    assert f"Owner service: HTTP/{web_service}@EXAMPLE.TEST" in out, out
+    assert f"Subject: CN={mode_web_service},O=EXAMPLE.TEST" in out, out
+    assert f"Owner service: HTTP/{mode_web_service}@EXAMPLE.TEST" in out, out
     after = out.split("SERIAL=", 1)[1].split("Revoked: False", 1)[1]
     assert "Revoked: True" in after and "Revocation reason: 4" in after, out
     # Dogtag itself (not IPA's record of it) has the certificate revoked.
     assert "DOGTAG=REVOKED" in after, out
 
 
-def test_getkeytab_then_kvno(client: Client, web_service: str) -> None:
+def test_getkeytab_then_kvno(ipa_client: Client, mode_web_service: str) -> None:
     """ipa-getkeytab binds with StartTLS, which ldap answers with the IPA CA's
     certificate; the KDC then issues a ticket for the keys it set."""
-    out = ipa(client, 'ipa-getkeytab -H ldap://ldap.example.test:3389 -p "HTTP/$H" '
+    out = ipa(ipa_client, 'ipa-getkeytab -H ldap://ldap.example.test:3389 -p "HTTP/$H" '
                       '-k /tmp/web.keytab && klist -k /tmp/web.keytab && kvno "HTTP/$H"',
-              H=web_service)
+              H=mode_web_service)
     assert "Keytab successfully retrieved" in out, out
-    assert f"HTTP/{web_service}@EXAMPLE.TEST: kvno = 1" in out, out
+    assert f"HTTP/{mode_web_service}@EXAMPLE.TEST: kvno = 1" in out, out
 
 
 def test_user_changes_own_password_with_ipa_passwd(client: Client) -> None:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from tests.integration.stack_client import KINIT_ADMIN, Client, admin_env
+
+
+@pytest.fixture
+def client(ipa_client: Client) -> Client:
+    """Each mode in turn (conftest's ``ipa_client``): the monolith runs the same realm."""
+    return ipa_client
 
 SUFFIX = "dc=example,dc=test"
 LDAP = "ldap://ldap.example.test:3389"

@@ -12,6 +12,7 @@ from ipabuild.core.tables import print_table
 from ipabuild.proof import posture
 from ipabuild.proof.posture import ContainerPosture, ImageFacts
 from ipabuild.proof.targets import ContainerFacts
+from ipabuild.spec.model import AbsentDaemon
 
 HOST_BASE = 2382000000
 NO_PID = 2**22 + 1  # above pid_max: listening_ports finds no /proc entry, measures nothing
@@ -94,3 +95,15 @@ def test_summary_says_whether_a_mode_ever_runs_as_uid_0_in_any_namespace(
     assert line.startswith("split: runs as UID 0 inside a user namespace: ldap's init step "
                            "(chowns its volume)"), line
     assert "other" not in line
+
+
+def test_summary_names_root_daemons_and_what_upstream_runs_that_is_absent(
+        rows: list[ContainerPosture]) -> None:
+    """The monolith's root processes by command, beside split's none, and each daemon the
+    monolith's spec says upstream runs as root but it leaves out, with the reason."""
+    absent = {"monolithic": [AbsentDaemon(daemon="gssproxy", why="workers read the keytab")]}
+    summary = posture.summarise(rows, ["monolithic", "split"], None, absent)
+    assert "monolithic: root daemons (measured, by command): daemon" in summary
+    assert not any(line.startswith("split: root daemons") for line in summary)
+    assert ("monolithic: root upstream, absent here: gssproxy (upstream as root): "
+            "workers read the keytab") in summary

@@ -203,7 +203,7 @@ def test_findings_print_each_reason_once() -> None:
 def _posture_row() -> ContainerPosture:
     return ContainerPosture("split", "dev", "ldap", "ipabuild-dev-ldap", [2000000000],
                             [2000000000, 2000000000], [0], [0, 0], "host's", [], True,
-                            ["filter"], True, False, 0, 0, 3, [], [3389, 3636],
+                            ["filter"], True, False, 0, [], 0, 3, [], [3389, 3636],
                             ImageFacts("ipabuild/ldap"))
 
 

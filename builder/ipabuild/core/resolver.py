@@ -10,3 +10,10 @@ up` also gives every container /etc/hosts entries for its peers (stack.fixed_hos
 """
 
 DNS_OPTIONS = ["timeout:1", "attempts:5"]
+
+# netavark's DNS domain. podman 4.3 writes `search dns.podman` into a container's
+# resolv.conf only when it shares the host's user namespace (measured: a container with
+# --userns=auto on the same network gets none). The KDC adds principal aliases for its
+# services' names under each search domain, and clients (no user namespace) ask for them:
+# so a container in a user namespace of its own (the monolith) is given it explicitly.
+NETAVARK_DNS_SEARCH = ["dns.podman"]

@@ -25,6 +25,7 @@ from ipabuild.proof.blastradius import Matrix
 from ipabuild.proof.blastradius import summary as blast_summary
 from ipabuild.proof.scan import ScanReport, summary_lines
 from ipabuild.proof.targets import ContainerFacts
+from ipabuild.spec.model import AbsentDaemon
 
 SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|PASSPHRASE|_KEY$", re.IGNORECASE)
 OVERLAY_OF_MODE = {"split": "split-userns", "monolithic": "monolithic-userns"}
@@ -59,6 +60,7 @@ class ContainerPosture:
     read_only_root: bool
     privileged: bool
     root_in_container_processes: int
+    root_commands: list[str]  # what runs as UID 0 inside, by command name
     host_root_processes: int
     host_root_group_processes: int
     secrets_in_env: list[str]
@@ -127,6 +129,7 @@ def container_posture(facts: ContainerFacts, images: dict[str, ImageFacts]) -> C
         seccomp=sorted({p.seccomp for p in processes}),
         read_only_root=facts.read_only_root, privileged=facts.privileged,
         root_in_container_processes=sum(1 for p in processes if p.uids_container[1] == 0),
+        root_commands=sorted({p.command for p in processes if p.uids_container[1] == 0}),
         host_root_processes=sum(1 for p in processes if p.host_root_uid),
         host_root_group_processes=sum(1 for p in processes if p.host_root_gid),
         secrets_in_env=[n for n in facts.env_names if SECRET_ENV.search(n)],
@@ -178,9 +181,11 @@ def _root_line(mode: str, inside_root: int, root_steps: Mapping[str, str]) -> st
 
 
 def summarise(rows: list[ContainerPosture], modes: list[str],
-              root_steps: Mapping[str, str] | None = None) -> list[str]:
+              root_steps: Mapping[str, str] | None = None,
+              absent: Mapping[str, list[AbsentDaemon]] | None = None) -> list[str]:
     """The differences that matter, in words, from the rows; ``root_steps`` are the
-    specs' init steps that run as root in a user namespace (service -> reason)."""
+    specs' init steps that run as root in a user namespace (service -> reason),
+    ``absent`` the daemons upstream runs that a mode's spec leaves out (mode -> them)."""
     lines = []
     for mode in modes:
         mine = [r for r in rows if r.mode == mode]
@@ -203,6 +208,11 @@ def summarise(rows: list[ContainerPosture], modes: list[str],
         services = {r.service for r in mine}
         lines.append(_root_line(mode, inside_root, {
             name: why for name, why in (root_steps or {}).items() if name in services}))
+        commands = sorted({c for r in mine for c in r.root_commands})
+        if commands:
+            lines.append(f"{mode}: root daemons (measured, by command): {', '.join(commands)}")
+        lines += [f"{mode}: root upstream, absent here: {d.daemon} (upstream as "
+                  f"{d.upstream_user}): {d.why}" for d in (absent or {}).get(mode, [])]
         for row in mine:
             if row.declared_exceptions:
                 lines.append(f"{mode}: declared exception of {row.service}: "
@@ -246,11 +256,13 @@ def report_json(rows: list[ContainerPosture], modes: list[str],
                 manifests: dict[str, dict[str, list[str]]],
                 scanner: ScanReport | None = None,
                 blast: list[Matrix] | None = None,
-                root_steps: Mapping[str, str] | None = None) -> dict[str, object]:
+                root_steps: Mapping[str, str] | None = None,
+                absent: Mapping[str, list[AbsentDaemon]] | None = None) -> dict[str, object]:
     """The whole report; ``scanner`` is the overlays' PSS and Checkov scan (``scan``),
     ``blast`` the measured "compromise of X exposes" matrix per mode (``blastprobe``),
-    ``root_steps`` the specs' root init steps (``summarise``)."""
-    summary = summarise(rows, modes, root_steps)
+    ``root_steps`` the specs' root init steps and ``absent`` the daemons upstream runs
+    that a mode leaves out (``summarise``)."""
+    summary = summarise(rows, modes, root_steps, absent)
     summary += [f"blast radius, {blast_summary(m)}" for m in blast or []]
     summary += summary_lines(scanner) if scanner else []
     document: dict[str, object] = {"modes": modes, "containers": [asdict(r) for r in rows],

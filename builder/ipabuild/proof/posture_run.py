@@ -25,6 +25,7 @@ from ipabuild.proof.posture import (
 from ipabuild.proof.scan import OVERLAYS_OF_MODE, ScanReport, render_overlays, scan
 from ipabuild.proof.targets import stack_containers
 from ipabuild.spec.load import load_project, load_services
+from ipabuild.spec.model import AbsentDaemon
 from ipabuild.stack.podman_api import connect
 
 
@@ -50,6 +51,7 @@ def gather_posture(root: Path, modes: list[str], stacks: list[str],
     blast = None
     project = load_project(root)
     root_steps: dict[str, str] = {}
+    absent: dict[str, list[AbsentDaemon]] = {}
     if not manifests_only:
         client = connect()
         wanted: list[str | None] = list(stacks) or [None]  # None: every ipabuild stack
@@ -67,11 +69,13 @@ def gather_posture(root: Path, modes: list[str], stacks: list[str],
         root_steps = {name: spec.init.reason or "declared in its spec"
                       for name, spec in specs.items()
                       if spec.init is not None and spec.init.root_in_user_namespace}
+        for spec in specs.values():
+            absent.setdefault(spec.mode, []).extend(spec.upstream_absent)
     overlays = [o for m in modes for o in OVERLAYS_OF_MODE[m]]
     rendered = render_overlays(root, overlays)
     scanned = scan(root, load_services(root, project, []), overlays, find_checkov(), rendered)
     with_network_policies(blast or [], rendered)
     pss = {o.overlay: o.pss for o in scanned.overlays}
     manifests = {m: pss.get(OVERLAY_OF_MODE[m], {}) for m in modes}
-    document = report_json(rows, modes, manifests, scanned, blast, root_steps)
+    document = report_json(rows, modes, manifests, scanned, blast, root_steps, absent)
     return PostureResult(rows, blast, scanned, document)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from ipabuild.core.errors import IpabuildError, UsageError
-from ipabuild.core.resolver import DNS_OPTIONS
+from ipabuild.core.resolver import DNS_OPTIONS, NETAVARK_DNS_SEARCH
 from ipabuild.spec.model import Service
 from ipabuild.spec.routes import host_names
 from ipabuild.stack.idranges import StackIds
@@ -98,8 +98,10 @@ class ServicePlan:
                            for v in service.volumes},
                         **{self.shared_volume(v.service, v.volume): {"bind": v.path, "mode": "rw"}
                            for v in service.shared_volumes}},
+            # A monolith's supervisor hands each daemon its own copy: root's alone here.
             "secrets": [{"source": secret_names[s.name], "target": s.name,
-                         "uid": self.runtime_uid, "gid": 0, "mode": 0o440}
+                         "uid": self.runtime_uid, "gid": 0,
+                         "mode": 0o400 if service.runs else 0o440}
                         for s in service.secrets],
             "networks": {self.network: {"aliases": self.names(),
                                         "static_ips": [hosts[service.name]]}},
@@ -126,6 +128,7 @@ class ServicePlan:
             userns = self._ids.userns
             assert userns is not None
             mapping = [{"container_id": 0, "host_id": userns.start, "size": userns.size}]
+            args["dns_search"] = NETAVARK_DNS_SEARCH
             args["userns_mode"] = "private"
             args["idmappings"] = {"UIDMap": mapping, "GIDMap": mapping}
         return args

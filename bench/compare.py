@@ -1,17 +1,18 @@
-"""Split FreeIPA side by side with what its layers cost, in one run: first ``up``, restart,
-idle and loaded RSS, kinit with pre-authentication per second from N parallel clients,
-LDAP bind+search per second over one persistent connection, ``ipa user-add`` p50/p95 and
-``user-find`` p50, and the baseline MIT KDC on its own db2 database for kinit. Not a test:
-prints figures (recorded in docs/performance.md with the command).
+"""Split FreeIPA beside the monolith (the same services in one container, root inside)
+and beside what FreeIPA's layers cost, in one run: first ``up``, restart, idle and loaded
+RSS, kinit with pre-authentication per second from N parallel clients, LDAP bind+search
+per second over one persistent connection, ``ipa user-add`` p50/p95 and ``user-find``
+p50 for each mode, and the baselines: MIT's KDC on its own db2 database for kinit, a
+plain 389-ds for LDAP. Not a test: prints figures (recorded in docs/performance.md with
+the command).
 
     python3 bench/compare.py [--name compare] [--users 1000] [--procs 8] [--seconds 20]
-    python3 bench/compare.py --reuse --name ipa   # a running stack: no up/down figures
+    python3 bench/compare.py --reuse --name ipa --monolith-name mono   # running stacks
+    python3 bench/compare.py --modes split                              # one mode only
 
-The load runs in the client toolbox on the stack's network (bench/inside/load.py): one
+The load runs in the client toolbox on each stack's network (bench/inside/load.py): one
 process per client, each login or bind in that process, so the figures are the server's,
-not process start-up's. The monolith column stays empty until the monolith runs FreeIPA
-(issue 21): ``services/monolithic`` runs stock daemons, not FreeIPA, and comparing those
-would describe software nobody deploys.
+not process start-up's. The modes are measured one after the other, never at once.
 """
 
 from __future__ import annotations
@@ -203,46 +204,61 @@ class BaselineContainer:
         subprocess.run(["podman", "rm", "-f", self.name], capture_output=True, check=False)
 
 
-def measure(args: argparse.Namespace) -> dict[str, dict[str, float | str]]:
-    """Every figure, by row: {'split': ..., 'baseline': ...}."""
-    name = args.name
-    rows: dict[str, dict[str, float | str]] = {}
+MODES = ("split", "monolithic")
+
+
+def measure_mode(stack: str, mode: str, args: argparse.Namespace,
+                 rows: dict[str, dict[str, float | str]]) -> int:
+    """Every figure of one mode's stack into ``rows[figure][mode]``; returns how many
+    client processes the loads used."""
+    def put(key: str, value: float | str) -> None:
+        rows.setdefault(key, {})[mode] = value
+
     if not args.reuse:
-        ipabuild("down", "--name", name, "--volumes")
-        seconds, result = ipabuild("up", "--name", name)
+        ipabuild("down", "--name", stack, "--volumes")
+        seconds, result = ipabuild("up", "--name", stack, "--mode", mode)
         if result.returncode != 0:
             raise SystemExit(result.stderr[-3000:])
-        rows["first_up_s"] = {"split": round(seconds, 1)}
+        put("first_up_s", round(seconds, 1))
         restarts = []
         for _ in range(3):
-            ipabuild("down", "--name", name)
-            seconds, result = ipabuild("up", "--name", name)
+            ipabuild("down", "--name", stack)
+            seconds, result = ipabuild("up", "--name", stack, "--mode", mode)
             if result.returncode != 0:
                 raise SystemExit(result.stderr[-3000:])
             restarts.append(seconds)
-        rows["restart_s"] = {"split": round(statistics.median(restarts), 1)}
+        put("restart_s", round(statistics.median(restarts), 1))
         time.sleep(10)
-    rows["idle_rss_mib"] = {"split": round(stack_rss_mib(name), 1)}
+    put("idle_rss_mib", round(stack_rss_mib(stack), 1))
 
     prefix = f"cmp{uuid.uuid4().hex[:4]}u"
-    api = in_toolbox(name, f"python3 /bench/ipa_api_load.py {args.users} {prefix}")
-    rows["user_add_p50_ms"] = {"split": api["user_add_p50_ms"]}
-    rows["user_add_p95_ms"] = {"split": api["user_add_p95_ms"]}
-    rows["user_find_p50_ms"] = {"split": api["user_find_p50_ms"]}
+    api = in_toolbox(stack, f"python3 /bench/ipa_api_load.py {args.users} {prefix}")
+    for key in ("user_add_p50_ms", "user_add_p95_ms", "user_find_p50_ms"):
+        put(key, api[key])
     # ipa_api_load.py gave its first min(users, 50) users a password of their own (the
     # first login's change): those log in below, one user per client process.
     procs = min(args.procs, args.users, 50)
-    kinit, loaded = while_loaded(name, lambda: in_toolbox(
-        name, f"python3 /bench/load.py kinit {REALM} '{prefix}{{n}}' 'New-{prefix}-{{n}}' "
-              f"{procs} {args.seconds}"))
-    rows["kinit_per_s"] = {"split": kinit["per_s"]}
-    rows["loaded_rss_mib"] = {"split": round(loaded, 1)}
+    # The toolbox's krb5.conf names each mode's KDC (`ipabuild client`: a monolith's port).
+    kinit, loaded = while_loaded(stack, lambda: in_toolbox(
+        stack, f"python3 /bench/load.py kinit {REALM} '{prefix}{{n}}' 'New-{prefix}-{{n}}' "
+               f"{procs} {args.seconds}"))
+    put("kinit_per_s", kinit["per_s"])
+    put("loaded_rss_mib", round(loaded, 1))
     ldap = in_toolbox(
-        name, f"python3 /bench/load.py ldap ldap://ldap.example.test:3389 "
-              f"'uid={prefix}{{n}},cn=users,cn=accounts,{SUFFIX}' 'New-{prefix}-{{n}}' "
-              f"1 {args.seconds}")
-    rows["ldap_per_s"] = {"split": ldap["per_s"]}
+        stack, f"python3 /bench/load.py ldap ldap://ldap.example.test:3389 "
+               f"'uid={prefix}{{n}},cn=users,cn=accounts,{SUFFIX}' 'New-{prefix}-{{n}}' "
+               f"1 {args.seconds}")
+    put("ldap_per_s", ldap["per_s"])
+    return procs
 
+
+def measure(args: argparse.Namespace) -> dict[str, dict[str, float | str]]:
+    """Every figure, by row: {'split': ..., 'monolithic': ..., 'baseline': ...}."""
+    rows: dict[str, dict[str, float | str]] = {}
+    procs = 0
+    for mode in args.modes:
+        procs = measure_mode(stack_of(args, mode), mode, args, rows)
+    name = stack_of(args, args.modes[0])  # the baselines join the first mode's network
     mit_kdc = BaselineContainer(name, "mitkdc", "kdc", MIT_KDC_SCRIPT.format(
         realm=BASELINE_REALM, last=procs - 1), ("/tmp",))
     with mit_kdc as address, tempfile.TemporaryDirectory() as conf:
@@ -267,6 +283,10 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float | str]]:
     return rows
 
 
+def stack_of(args: argparse.Namespace, mode: str) -> str:
+    return str(args.name if mode == "split" else args.monolith_name or f"{args.name}-mono")
+
+
 LABELS = {"first_up_s": "first `up` (s)", "restart_s": "`up` on existing volumes (s, median of 3)",
           "idle_rss_mib": "idle RSS (MiB)", "loaded_rss_mib": "RSS under kinit load (MiB)",
           "kinit_per_s": "kinit with pre-auth per second", "ldap_per_s":
@@ -275,25 +295,34 @@ LABELS = {"first_up_s": "first `up` (s)", "restart_s": "`up` on existing volumes
           "user_find_p50_ms": "`ipa user-find` p50 (ms)"}
 
 
+def _ratio(split: float | str, monolith: float | str) -> str:
+    if isinstance(split, (int, float)) and isinstance(monolith, (int, float)) and monolith:
+        return f"{split / monolith:.2f}"
+    return "—"
+
+
 def table(rows: dict[str, dict[str, float | str]]) -> str:
     lines = ["| figure | split | monolith | split ÷ monolith | baseline | target |",
              "|---|---|---|---|---|---|"]
     for key, label in LABELS.items():
         if key not in rows:
             continue
-        split = rows[key]["split"]
+        split = rows[key].get("split", "not measured")
+        monolith = rows[key].get("monolithic", "not measured")
         target = ""
-        if key in TARGETS:
+        if key in TARGETS and isinstance(split, (int, float)):
             how, bound = TARGETS[key]
-            met = split >= bound if how == ">=" else split <= bound  # type: ignore[operator]
+            met = split >= bound if how == ">=" else split <= bound
             target = f"{how} {bound:g}: {'met' if met else 'missed'}"
         baseline = rows[key].get("baseline", "")
-        lines.append(f"| {label} | {split} | not measured | — | {baseline} | {target} |")
+        lines.append(f"| {label} | {split} | {monolith} | {_ratio(split, monolith)} | "
+                     f"{baseline} | {target} |")
     lines.append("")
-    lines.append(f"Load: {rows['_load']['split']}. Baselines: MIT's KDC on its own db2 "
-                 f"database with the ipa-kdb KDC's settings (kinit); 389-ds with the ldap "
-                 f"image's instance settings and none of FreeIPA's plugins (LDAP). "
-                 f"Monolith: not measured, it does not run FreeIPA yet (issue 21).")
+    lines.append(f"Load: {rows['_load']['split']}. Monolith: split mode's services in one "
+                 f"container under its supervisor (services/monolithic), root inside. "
+                 f"Baselines: MIT's KDC on its own db2 database with the ipa-kdb KDC's "
+                 f"settings (kinit); 389-ds with the ldap image's instance settings and "
+                 f"none of FreeIPA's plugins (LDAP).")
     return "\n".join(lines)
 
 
@@ -301,17 +330,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="compare", help="stack name (default: compare)")
     parser.add_argument("--reuse", action="store_true",
-                        help="measure the running stack NAME; no up/down figures, no cleanup")
+                        help="measure the running stacks; no up/down figures, no cleanup")
+    parser.add_argument("--monolith-name", default="",
+                        help="the monolith's stack name (default: NAME-mono)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="modes to measure, comma-separated (default: split,monolithic)")
     parser.add_argument("--users", type=int, default=1000, help="users `ipa user-add` adds")
     parser.add_argument("--procs", type=int, default=8, help="parallel client processes")
     parser.add_argument("--seconds", type=float, default=20, help="length of each load")
     parser.add_argument("--json", action="store_true", help="the figures as JSON")
     args = parser.parse_args()
+    args.modes = [m for m in args.modes.split(",") if m]
+    if not args.modes or set(args.modes) - set(MODES):
+        parser.error(f"--modes takes {', '.join(MODES)}")
     try:
         rows = measure(args)
     finally:
         if not args.reuse:
-            ipabuild("down", "--name", args.name, "--volumes")
+            for mode in args.modes:
+                ipabuild("down", "--name", stack_of(args, mode), "--volumes")
     print(json.dumps(rows) if args.json else table(rows))
     return 0
 

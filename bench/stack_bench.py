@@ -23,14 +23,17 @@ def ipabuild(*args: str) -> tuple[float, subprocess.CompletedProcess]:
 
 
 def tree_rss_kib(pid: int) -> int:
-    """RSS of a process and all its descendants, from /proc."""
+    """RSS of a process and all its descendants, from /proc. A child is listed under the
+    thread that started it, so every thread's list is read (the monolith's supervisor
+    starts each service from a thread of its own)."""
     total = 0
     stack = [pid]
     while stack:
         current = stack.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            children = [child for task in Path(f"/proc/{current}/task").iterdir()
+                        for child in (task / "children").read_text().split()]
         except OSError:
             continue
         for line in status.splitlines():

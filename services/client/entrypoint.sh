@@ -4,6 +4,7 @@
 # Nothing is enrolled and nothing on the host is touched.
 #   IPA_SERVER      the server name (the image's, from ipabuild.yaml: ipa.<domain>)
 #   IPA_KDC         the KDC, host:port (default the server name's port 88)
+#   IPA_KPASSWD     the password changing service, host:port (default the KDC's host, 464)
 #   IPA_CA_FILE     the IPA CA's certificate (PEM) to trust; unset: the top of the chain
 #                   the server presents at start is pinned (trust on first use), and said so
 set -euo pipefail
@@ -34,7 +35,7 @@ cat >"$conf/krb5.conf" <<CONF
 [realms]
     $IPA_REALM = {
         kdc = $kdc
-        kpasswd_server = ${kdc%:*}:464
+        kpasswd_server = ${IPA_KPASSWD:-${kdc%:*}:464}
     }
 [domain_realm]
     .$IPA_DOMAIN = $IPA_REALM

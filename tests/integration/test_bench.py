@@ -1,6 +1,7 @@
 """The comparison bench (bench/compare.py) runs end to end at a tiny size against the
-shared stack: its load generators log in and bind for real, the baseline MIT KDC starts
-and serves its own realm. The figures come from the bench, not from this test."""
+shared split stack and the shared monolith: its load generators log in and bind for real
+in both modes, the baseline MIT KDC starts and serves its own realm. The figures come
+from the bench, not from this test."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import sys
 from tests.integration.conftest import ROOT
 
 
-def test_the_comparison_bench_measures_split_and_the_baseline(stack: str) -> None:
+def test_the_comparison_bench_measures_both_modes_and_the_baseline(stack: str,
+                                                                    monolith: str) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "compare.py"), "--reuse", "--name", stack,
-         "--users", "3", "--procs", "2", "--seconds", "2", "--json"],
+         "--monolith-name", monolith, "--users", "3", "--procs", "2", "--seconds", "2",
+         "--json"],
         capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads(result.stdout.strip().splitlines()[-1])
-    assert rows["kinit_per_s"]["split"] > 0, rows  # every login succeeded (load.py exit 0)
+    for mode in ("split", "monolithic"):  # every login succeeded (load.py exit 0)
+        assert rows["kinit_per_s"][mode] > 0 and rows["ldap_per_s"][mode] > 0, rows
+        assert rows["idle_rss_mib"][mode] > 100, rows
     assert rows["kinit_per_s"]["baseline"] > 0, rows
     assert rows["ldap_per_s"]["split"] > 0, rows
     assert 0 < rows["user_add_p50_ms"]["split"] <= rows["user_add_p95_ms"]["split"], rows

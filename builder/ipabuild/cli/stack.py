@@ -122,19 +122,20 @@ def client(ctx: click.Context, name: str, ca_file: str | None, volumes: tuple[st
 
     from ipabuild.core.errors import UsageError
     from ipabuild.spec.load import load_project, load_services, service_names
-    from ipabuild.stack.client import client_service, plan_client_run
+    from ipabuild.stack.client import client_service, kdc_override, plan_client_run
 
     try:
         root = project_root(ctx.obj["root"])
         project = load_project(root)
         toolbox = client_service(load_services(root, project, service_names(root)))
-        _, _, _, stack = _stack_context(ctx.obj["root"], name)
+        _, _, services, stack = _stack_context(ctx.obj["root"], name)
         hosts = stack.host_entries()
         missing = [n for n in passed_env if n not in os.environ]
         if missing:
             raise UsageError(f"--env {', '.join(missing)}: not set in this environment",
                              "export it first, or drop the option")
-        environment = {n: os.environ[n] for n in passed_env}
+        environment = {**kdc_override(services, project.domain),
+                       **{n: os.environ[n] for n in passed_env}}
         mounts = tuple(_client_mount(v) for v in volumes)
         if ca_file:
             mounts += (f"{Path(ca_file).resolve()}:/run/ipabuild/ca.pem:ro",)

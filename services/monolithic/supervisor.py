@@ -13,7 +13,8 @@ tree, chroots there and becomes upstream's user for those daemons (root for the 
 httpd's master). Dogtag's bullseye tree runs beside trixie's this way.
 
 Commands (the entrypoint runs ``run``; the healthcheck ``health``):
-  run                start every service in dependency order, stop all when one ends
+  run                start every service in dependency order; start one that ended
+                     again (5 times a minute at most), then stop all
   health             every service's own healthcheck, inside its tree
   exec NAME -- CMD   run CMD inside the running service NAME's tree, as its user, with its
                      environment (``podman exec CONTAINER ipabuild-monolith exec ldap --
@@ -272,8 +273,27 @@ def healthy(part: Part) -> bool:
     return result.returncode == 0
 
 
+RESTART_DELAY = 1.0
+
+
+@dataclass
+class RestartBudget:
+    """systemd's start limit: a service that ended is started again, unless it has been
+    started ``burst`` times within ``window`` seconds (then it is failing, and the
+    container ends, so its restart policy or the kubelet takes over)."""
+
+    burst: int = 5
+    window: float = 60.0
+    starts: list[float] = field(default_factory=list)
+
+    def allows(self, now: float) -> bool:
+        self.starts = [t for t in self.starts if now - t < self.window] + [now]
+        return len(self.starts) <= self.burst
+
+
 class Supervisor:
-    """Starts the parts in dependency order and ends all when one ends."""
+    """Starts the parts in dependency order, starts one that ended again (within a
+    start limit), and ends all when one keeps failing or its init step fails."""
 
     def __init__(self, parts: list[Part]) -> None:
         self.parts = parts
@@ -320,16 +340,25 @@ class Supervisor:
             if status != 0:
                 self.end(part.name + " init", status)
                 return
-        log(f"{part.name}: starting {' '.join(part.command)} as {part.user} "
-            f"(upstream: {part.upstream})")
-        with self.lock:
+        starts = RestartBudget()
+        while True:
+            log(f"{part.name}: starting {' '.join(part.command)} as {part.user} "
+                f"(upstream: {part.upstream})")
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                part.process = self.spawn(part, part.command, part.name)
+                part.pid_file.write_text(str(part.process.pid))
+                self.started.add(part.name)
+            status = part.process.wait()
             if self.stopping.is_set():
                 return
-            part.process = self.spawn(part, part.command, part.name)
-            part.pid_file.write_text(str(part.process.pid))
-            self.started.add(part.name)
-        status = part.process.wait()
-        self.end(part.name, status)
+            if not starts.allows(time.monotonic()):
+                self.end(part.name, status)
+                return
+            # As systemd's Restart=on-failure: the one service again, the others go on.
+            log(f"{part.name} ended with status {status}: starting it again")
+            time.sleep(RESTART_DELAY)
 
     def end(self, what: str, status: int) -> None:
         with self.lock:

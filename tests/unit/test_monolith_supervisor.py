@@ -103,3 +103,12 @@ def test_identity_map_covers_the_container() -> None:
     assert size >= 1
     line = [int(x) for x in Path("/proc/self/uid_map").read_text().split()[:3]]
     assert line[0] == 0 and line[2] == size
+
+
+def test_a_service_that_ends_is_started_again_within_a_start_limit() -> None:
+    """Like systemd's Restart=on-failure with its start limit: five starts within a
+    minute, the sixth is refused (the container then ends), and old starts age out."""
+    budget = supervisor.RestartBudget(burst=5, window=60.0)
+    assert all(budget.allows(float(t)) for t in range(5))
+    assert not budget.allows(5.0)
+    assert budget.allows(200.0), "a minute later it may start again"

@@ -30,8 +30,16 @@ ipabuild_keytab "$principal" http-service-password "$run/http.keytab"
 ca_dn="cn=CAcert,cn=ipa,cn=etc,$IPA_SUFFIX"
 # The KDC answers only while its database does: on a fresh stack ldap restarts once, to
 # serve the certificate the IPA CA issued it, and a kinit in that window fails.
+# HTTP/'s ticket, into the ccache httpd's workers share. Made aside and renamed into place
+# whole: when the master runs as root (the monolith) the workers (group 0) must find it
+# group-readable at every moment, and kinit makes a new file with mode 0600.
+http_kinit() {
+    KRB5CCNAME=FILE:$run/http.ccache.next kinit -k -t "$run/http.keytab" "$principal" || return 1
+    if [ "$(id -u)" -eq 0 ]; then chmod g+rw "$run/http.ccache.next"; fi
+    mv -f "$run/http.ccache.next" "$run/http.ccache"
+}
 tries=0
-until KRB5CCNAME=FILE:$run/http.ccache kinit -k -t "$run/http.keytab" "$principal"; do
+until http_kinit; do
     tries=$((tries + 1))
     [ "$tries" -lt 30 ] || ipabuild_die "kinit as $principal with its derived keytab failed"
     sleep 2
@@ -118,7 +126,7 @@ else
 fi
 
 if [ "$(id -u)" -eq 0 ]; then  # the monolith: see umask above (the TLS key stays root's)
-    chmod g+rw "$run/http.keytab" "$run/http.ccache" "$run/ra-agent.key"
+    chmod g+rw "$run/http.keytab" "$run/ra-agent.key"
 fi
 set +u
 . /etc/apache2/envvars
@@ -151,7 +159,7 @@ while kill -0 "$httpd" 2>/dev/null; do
     wait -n "$httpd" "$sleeper" || true
     kill -0 "$httpd" 2>/dev/null || { kill "$sleeper" 2>/dev/null; break; }
     # A fresh ticket each round (the first one's lifetime ends after a day).
-    KRB5CCNAME=FILE:$run/http.ccache kinit -k -t "$run/http.keytab" "$principal" 2>/dev/null || continue
+    http_kinit 2>/dev/null || continue
     changed=""
     if ca_certificates "$run/ca.crt.next" && ! cmp -s "$run/ca.crt.next" "$run/ca.crt"; then
         mv -f "$run/ca.crt.next" "$run/ca.crt"

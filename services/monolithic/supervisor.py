@@ -211,6 +211,16 @@ def mount_bind(source: str, target: str) -> None:
         raise OSError(error, f"bind {source} on {target}: {os.strerror(error)}")
 
 
+def part_environment(part: Part, container: dict[str, str]) -> dict[str, str]:
+    """A service's environment: its image's (from its spec), then what the container was
+    given at run time that concerns it (``ipabuild up --env``, a pod's env): overrides of
+    its declared settings and the project's own ``IPABUILD_*`` knobs, as its split
+    container would get them."""
+    given = {k: v for k, v in container.items()
+             if k.startswith("IPABUILD_") or k in part.environment}
+    return {"PATH": PATH, "HOME": "/tmp", **part.environment, **given}
+
+
 def enter(parts: list[Part], name: str, argv: list[str]) -> None:
     """In the new namespaces: bind everything into the tree, chroot, become the service's
     user and exec ``argv`` with the service's image environment."""
@@ -229,8 +239,7 @@ def enter(parts: list[Part], name: str, argv: list[str]) -> None:
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
-    env = {"PATH": PATH, "HOME": "/tmp", **part.environment}
-    os.execvpe(argv[0], argv, env)
+    os.execvpe(argv[0], argv, part_environment(part, dict(os.environ)))
 
 
 def join(parts: list[Part], name: str, argv: list[str]) -> None:
@@ -249,7 +258,7 @@ def join(parts: list[Part], name: str, argv: list[str]) -> None:
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
-    os.execvpe(argv[0], argv, {"PATH": PATH, "HOME": "/tmp", **part.environment})
+    os.execvpe(argv[0], argv, part_environment(part, dict(os.environ)))
 
 
 def in_namespace(subcommand: str, part: Part, argv: list[str]) -> list[str]:

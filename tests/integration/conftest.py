@@ -124,6 +124,9 @@ def client(stack: str) -> Client:
     return Client(stack, ROOT / ".ipabuild" / "secrets" / stack)
 
 
+MONOLITH_POLL = 20
+
+
 @pytest.fixture(scope="session")
 def monolith() -> Iterator[str]:
     """A monolith (every service of split mode in one container, root inside, in a user
@@ -138,7 +141,10 @@ def monolith() -> Iterator[str]:
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     build_client_image()
     name = f"m{uuid.uuid4().hex[:6]}"
-    up = ipabuild("up", "--mode", "monolithic", "--name", name)
+    # A short certificate poll: the services' watchers (http's renewed ticket, the kdc's
+    # anchors) run every MONOLITH_POLL seconds, many times within the tests.
+    up = ipabuild("up", "--mode", "monolithic", "--name", name,
+                  "--env", f"IPABUILD_CERT_POLL={MONOLITH_POLL}")
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         yield name

@@ -7,10 +7,13 @@ report puts it beside split from measurements. The IPA tests that take ``ipa_cli
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 
 import pytest
 
-from tests.integration.conftest import ROOT, ipabuild
+from tests.integration.conftest import MONOLITH_POLL, ROOT, ipabuild
 from tests.integration.stack_client import Client
 
 KINIT_ADMIN = 'printf "%s" "$PW" | kinit admin >/dev/null'
@@ -29,6 +32,30 @@ def test_monolith_serves_kinit_spnego_and_gssapi(mono_client: Client) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "admin@EXAMPLE.TEST" in result.stdout
     assert "dn: uid=admin,cn=users,cn=accounts,dc=example,dc=test" in result.stdout
+
+
+def test_spnego_outlives_http_renewing_its_own_ticket(monolith: str,
+                                                      mono_client: Client) -> None:
+    """httpd's master (root) makes HTTP/'s ticket again every poll; its workers (www-data,
+    group 0) must still read it: once kinit left it mode 0600 and every SPNEGO login
+    failed ("SPNEGO cannot find mechanisms") five minutes after start."""
+    if os.environ.get("IPABUILD_TEST_MONOLITH"):
+        pytest.skip("needs the fixture's short IPABUILD_CERT_POLL")
+    stat = ["podman", "exec", f"ipabuild-{monolith}-monolithic", "ipabuild-monolith", "exec",
+            "http", "--", "stat", "-c", "%Y %a", "/tmp/ipabuild-http/http.ccache"]
+    first = subprocess.run(stat, capture_output=True, text=True, check=True).stdout.split()
+    deadline = time.monotonic() + 3 * MONOLITH_POLL
+    while (now := subprocess.run(stat, capture_output=True, text=True,
+                                 check=True).stdout.split())[0] == first[0]:
+        assert time.monotonic() < deadline, "http never made its ticket again"
+        time.sleep(2)
+    assert now[1] == "660", now  # group-readable and -writable, as the workers need
+    env = {"PW": mono_client.secret("admin-password")}
+    result = mono_client.run(
+        f"{KINIT_ADMIN} && curl -sSk --negotiate -u : https://http.example.test/ipa/whoami",
+        env=env)
+    assert result.returncode == 0 and "admin@EXAMPLE.TEST" in result.stdout, (
+        result.stdout[-1000:] + result.stderr[-2000:])
 
 
 def test_monolith_is_root_inside_but_not_on_the_host(monolith: str) -> None:

@@ -112,3 +112,14 @@ def test_a_service_that_ends_is_started_again_within_a_start_limit() -> None:
     assert all(budget.allows(float(t)) for t in range(5))
     assert not budget.allows(5.0)
     assert budget.allows(200.0), "a minute later it may start again"
+
+
+def test_run_time_settings_reach_the_services_they_concern(parts: list) -> None:
+    """`ipabuild up --env` sets the monolith's environment: the project's IPABUILD_* knobs
+    and overrides of a service's declared settings pass on; the rest of the container's
+    environment does not."""
+    kdc = part(parts, "kdc")
+    env = supervisor.part_environment(kdc, {"IPABUILD_CERT_POLL": "20", "TERM": "xterm",
+                                            "KRB5_CONFIG": "/tmp/other.conf"})
+    assert env["IPABUILD_CERT_POLL"] == "20" and env["KRB5_CONFIG"] == "/tmp/other.conf"
+    assert "TERM" not in env and env["IPA_REALM"] == "EXAMPLE.TEST"

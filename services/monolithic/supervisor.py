@@ -283,6 +283,7 @@ def healthy(part: Part) -> bool:
 
 
 RESTART_DELAY = 1.0
+READY_POLL = 0.25  # as `ipabuild up` polls a split stack's health
 
 
 @dataclass
@@ -339,7 +340,7 @@ class Supervisor:
     def bring_up(self, part: Part) -> None:
         """Wait for the part's dependencies, run its init step, start it."""
         while not self.stopping.is_set() and not self.ready(part):
-            time.sleep(1)
+            time.sleep(READY_POLL)
         if self.stopping.is_set():
             return
         if part.init:

@@ -345,7 +345,10 @@ class Supervisor:
             return
         if part.init:
             log(f"{part.name}: init ({' '.join(part.init)}) as {part.user}")
-            init = self.spawn(part, part.init, f"{part.name}-init")
+            with self.lock:  # held as the part's process, so that a stop ends it too
+                if self.stopping.is_set():
+                    return
+                init = part.process = self.spawn(part, part.init, f"{part.name}-init")
             status = init.wait()
             if status != 0:
                 self.end(part.name + " init", status)

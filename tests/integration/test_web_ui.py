@@ -1,4 +1,5 @@
-"""FreeIPA's Web UI, served by the split stack's http service, driven by a real browser:
+"""FreeIPA's Web UI, served by the http service of the split stack and of the monolith
+(each mode in turn), driven by a real browser:
 headless Chromium (selenium + chromium-driver) logs in through the login form (forms
 login: /ipa/session/login_password, a Kerberos ticket made by ipaserver, a session
 cookie from mod_auth_gssapi) and the user list shows a user added through the API.
@@ -25,14 +26,24 @@ from tests.integration.stack_client import KINIT_ADMIN, Client, admin_env
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".ipabuild" / "artifacts"
 
 
-def _https_port(stack: str) -> str:
-    out = subprocess.run(["podman", "port", f"ipabuild-{stack}-server", "443/tcp"],
+def _https_port(mode: str, stack: str) -> str:
+    """The host port the server name's 443 is published on: split's front proxy, or the
+    monolith itself."""
+    front = "server" if mode == "split" else "monolithic"
+    out = subprocess.run(["podman", "port", f"ipabuild-{stack}-{front}", "443/tcp"],
                          capture_output=True, text=True, check=True).stdout.split()
     return out[0].rsplit(":", 1)[1]
 
 
+@pytest.fixture
+def client(ipa_client: Client) -> Client:
+    """Each mode in turn (conftest's ``ipa_client``): the monolith serves the same UI."""
+    return ipa_client
+
+
 @pytest.fixture(scope="module")
-def browser(stack: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def browser(mode: str, mode_stack: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     try:
         from selenium import webdriver
     except ImportError:
@@ -45,7 +56,8 @@ def browser(stack: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--ignore-certificate-errors", "--window-size=1280,900",
-                 f"--host-resolver-rules=MAP ipa.example.test 127.0.0.1:{_https_port(stack)}",
+                 "--host-resolver-rules=MAP ipa.example.test "
+                 f"127.0.0.1:{_https_port(mode, mode_stack)}",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options,

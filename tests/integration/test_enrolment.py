@@ -1,4 +1,5 @@
-"""A stock FreeIPA client joins the split stack: Debian trixie's own freeipa-client 4.12.4,
+"""A stock FreeIPA client joins the server, in both modes (the split stack and the monolith,
+each behind the server name's proxy): Debian trixie's own freeipa-client 4.12.4,
 sssd and krb5-user (not ipabuild's build) run ``ipa-client-install`` against the one
 server name, both ways FreeIPA documents (admin's password; a one-time password from
 ``ipa host-add --random``), then SSSD resolves and PAM authenticates an IPA user, the host
@@ -67,12 +68,12 @@ def enrol_image() -> str:
 
 
 @pytest.fixture(scope="module")
-def user(client: Client) -> dict[str, str]:
+def user(ipa_client: Client) -> dict[str, str]:
     """An IPA user with a password of its own (the initial one changed, as users do) in a
     group of its own. Its UID and GID are given, below 65536: the enrolling container's
     user namespace maps 65536 IDs, and SSSD's krb5_child switches to the user's IDs to
     authenticate (IPA's own range, 640400000 and up here, exists on a real host)."""
-    return add_user(client, number=str(random.randint(20000, 60000)),
+    return add_user(ipa_client, number=str(random.randint(20000, 60000)),
                     group=f"eng{uuid.uuid4().hex[:5]}")
 
 
@@ -117,8 +118,9 @@ def _assert_enrolled_and_working(out: str, user: dict[str, str]) -> None:
     assert f"({user['G']})" in out, out[-6000:]  # id lists the IPA group
 
 
-def test_enrol_with_admins_password_then_uninstall(client: Client, enrol_image: str,
+def test_enrol_with_admins_password_then_uninstall(ipa_client: Client, enrol_image: str,
                                                    user: dict[str, str]) -> None:
+    client = ipa_client
     host = f"c{uuid.uuid4().hex[:6]}.example.test"
     with enrolling_host(client, enrol_image, host) as run:
         out = run(f'{INSTALL} -p admin -w "$PW" 2>&1 && {CHECKS}',
@@ -132,8 +134,9 @@ def test_enrol_with_admins_password_then_uninstall(client: Client, enrol_image: 
     assert "Keytab: False" in shown, shown  # unenrolled: the host's keys are gone
 
 
-def test_enrol_with_a_one_time_password(client: Client, enrol_image: str,
+def test_enrol_with_a_one_time_password(ipa_client: Client, enrol_image: str,
                                         user: dict[str, str]) -> None:
+    client = ipa_client
     host = f"o{uuid.uuid4().hex[:6]}.example.test"
     added = ipa(client, 'ipa host-add "$H" --random --force', H=host)
     otp = added.split("Random password: ", 1)[1].split()[0]
@@ -144,12 +147,13 @@ def test_enrol_with_a_one_time_password(client: Client, enrol_image: str,
     assert "Keytab: True" in shown and "Password: False" in shown, shown
 
 
-def test_otp_user_logs_in_with_password_and_code(client: Client, enrol_image: str) -> None:
+def test_otp_user_logs_in_with_password_and_code(ipa_client: Client, enrol_image: str) -> None:
     """Two-factor: the KDC's OTP preauth asks ipa-otpd in the kdc container, which checks
     password+code against the user's TOTP token in the directory. On an enrolled host:
     ``kinit`` with FAST armor from anonymous PKINIT (OTP travels only inside FAST), the
     password alone refused; then the Web UI's forms login with password+code (ipaserver's
     own armored kinit) answers 200, and with the password alone 401."""
+    client = ipa_client
     otp_user = add_otp_user(client)
     now, later = totp(otp_user["SECRET"]), totp(otp_user["SECRET"], step=1)
     host = f"t{uuid.uuid4().hex[:6]}.example.test"

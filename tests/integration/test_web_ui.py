@@ -26,11 +26,10 @@ from tests.integration.stack_client import KINIT_ADMIN, Client, admin_env
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".ipabuild" / "artifacts"
 
 
-def _https_port(mode: str, stack: str) -> str:
-    """The host port the server name's 443 is published on: split's front proxy, or the
-    monolith itself."""
-    front = "server" if mode == "split" else "monolithic"
-    out = subprocess.run(["podman", "port", f"ipabuild-{stack}-{front}", "443/tcp"],
+def _https_port(stack: str) -> str:
+    """The host port the server name's 443 is published on: the proxy in front, in
+    either mode."""
+    out = subprocess.run(["podman", "port", f"ipabuild-{stack}-server", "443/tcp"],
                          capture_output=True, text=True, check=True).stdout.split()
     return out[0].rsplit(":", 1)[1]
 
@@ -57,7 +56,7 @@ def browser(mode: str, mode_stack: str,
                  "--disable-background-networking", "--disable-component-update",
                  "--ignore-certificate-errors", "--window-size=1280,900",
                  "--host-resolver-rules=MAP ipa.example.test "
-                 f"127.0.0.1:{_https_port(mode, mode_stack)}",
+                 f"127.0.0.1:{_https_port(mode_stack)}",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options,

@@ -14,7 +14,7 @@ from ipabuild.core.errors import UsageError
 from ipabuild.emit.compose import render_compose
 from ipabuild.emit.tree import ManifestOptions, render_manifests
 from ipabuild.spec.load import load_project, load_services, service_names
-from ipabuild.stack.client import client_service, kdc_override, plan_client_run
+from ipabuild.stack.client import client_service, plan_client_run
 from ipabuild.stack.idranges import StackIds
 from ipabuild.stack.plan import ServicePlan
 
@@ -109,16 +109,3 @@ def test_two_client_specs_are_refused(project_copy: Path) -> None:
     project = load_project(project_copy)
     with pytest.raises(UsageError, match="exactly one `mode: client`"):
         client_service(load_services(project_copy, project, service_names(project_copy)))
-
-
-def test_client_on_a_monolith_asks_its_kdc_port() -> None:
-    """A monolith has no proxy answering 88 under the server name: the toolbox is told the
-    port its spec serves Kerberos on; split mode needs no override."""
-    project = load_project(ROOT)
-    every = load_services(ROOT, project, service_names(ROOT))
-    monolith = [s for s in every if s.mode == "monolithic"]
-    split = [s for s in every if s.mode == "split"]
-    assert kdc_override(monolith, "example.test") == {
-        "IPA_KDC": "monolithic.example.test:8088",
-        "IPA_KPASSWD": "monolithic.example.test:8464"}
-    assert kdc_override(split, "example.test") == {}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ipabuild.core.errors import ConfigError
+from ipabuild.core.errors import ConfigError, UsageError
 from ipabuild.spec.load import load_project, load_services
 from ipabuild.spec.model import Service
 from ipabuild.spec.routes import host_names, resolve_routes
@@ -72,3 +72,22 @@ def test_routes_belong_to_a_split_service_whose_every_port_has_one() -> None:
             {"name": "ldap", "port": 3389, "service_port": 389,
              "route": {"service": "ldap", "port": "ldap"}},
             {"name": "own", "port": 9000, "service_port": 9000}])
+
+
+def test_a_monolithic_stack_is_the_monolith_behind_the_server_names_proxy() -> None:
+    """Locally the proxy stands for the server name in both modes; in a monolithic stack
+    it waits for the monolith, which answers for the services it runs, and the monolith
+    no longer claims the server name (two containers would answer for it)."""
+    from ipabuild.spec.load import service_names
+    from ipabuild.spec.ordering import dependency_order, monolith_stack
+
+    project = load_project(ROOT)
+    every = load_services(ROOT, project, service_names(ROOT))
+    stack = dependency_order(monolith_stack(every, ["monolithic"]))
+    assert [s.name for s in stack] == ["monolithic", "server"]
+    assert dict(stack[1].depends_on) == {"monolithic": "started"}
+    assert next(s for s in every if s.serves_name).depends_on == {"ldap": "started",
+                                                                  "kdc": "started"}
+    assert "ipa.example.test" not in host_names(stack[0], project.domain, project.server_name)
+    with pytest.raises(UsageError, match="no monolith spec named ldapx"):
+        monolith_stack(every, ["ldapx"])

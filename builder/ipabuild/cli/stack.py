@@ -17,9 +17,9 @@ from ipabuild.stack.containers import state_of
 def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untyped-def]
                    wanted: str = "", tag: str | None = None,
                    uids: dict[str, int] | None = None,
-                   environment: tuple[str, ...] = ()):
-    from ipabuild.spec.load import load_project, load_services
-    from ipabuild.spec.ordering import with_dependencies
+                   environment: tuple[str, ...] = (), mode: str = ""):
+    from ipabuild.spec.load import load_project, load_services, service_names
+    from ipabuild.spec.ordering import monolith_stack, with_dependencies
     from ipabuild.stack.podman_api import another_client, connect
     from ipabuild.stack.stack import Stack
 
@@ -27,14 +27,21 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
     project = load_project(root)
     services = load_services(root, project, [])
     client = connect()
-    if not wanted:
-        # An existing stack decides its own services (a monolith is one container).
+    monoliths: list[str] = []
+    if mode == "monolithic":
+        monoliths = [s.name for s in load_services(root, project, service_names(root))
+                     if s.mode == "monolithic"]
+    elif not wanted:
+        # An existing stack decides its own services: a monolithic one is its monolith
+        # and the server name's proxy.
         running = client.containers.list(all=True, filters={"label": f"io.ipabuild.stack={name}"})
-        wanted = ",".join(sorted({c.labels.get("io.ipabuild.service", "") for c in running
-                                  if c.labels.get("io.ipabuild.mode") == "monolithic"}))
-    if wanted:
-        from ipabuild.spec.load import service_names
-
+        labelled = {c.labels.get("io.ipabuild.service", "") for c in running
+                 if c.labels.get("io.ipabuild.mode") == "monolithic"}
+        monoliths = [s.name for s in load_services(root, project, service_names(root))
+                     if s.mode == "monolithic" and s.name in labelled]
+    if monoliths:
+        services = monolith_stack(load_services(root, project, service_names(root)), monoliths)
+    elif wanted:
         names = [w.strip() for w in wanted.split(",") if w.strip()]
         load_services(root, project, names)  # unknown names fail clearly here
         services = with_dependencies(load_services(root, project, service_names(root)), names)
@@ -122,20 +129,19 @@ def client(ctx: click.Context, name: str, ca_file: str | None, volumes: tuple[st
 
     from ipabuild.core.errors import UsageError
     from ipabuild.spec.load import load_project, load_services, service_names
-    from ipabuild.stack.client import client_service, kdc_override, plan_client_run
+    from ipabuild.stack.client import client_service, plan_client_run
 
     try:
         root = project_root(ctx.obj["root"])
         project = load_project(root)
         toolbox = client_service(load_services(root, project, service_names(root)))
-        _, _, services, stack = _stack_context(ctx.obj["root"], name)
+        _, _, _, stack = _stack_context(ctx.obj["root"], name)
         hosts = stack.host_entries()
         missing = [n for n in passed_env if n not in os.environ]
         if missing:
             raise UsageError(f"--env {', '.join(missing)}: not set in this environment",
                              "export it first, or drop the option")
-        environment = {**kdc_override(services, project.domain),
-                       **{n: os.environ[n] for n in passed_env}}
+        environment = {n: os.environ[n] for n in passed_env}
         mounts = tuple(_client_mount(v) for v in volumes)
         if ca_file:
             mounts += (f"{Path(ca_file).resolve()}:/run/ipabuild/ca.pem:ro",)
@@ -193,7 +199,8 @@ def secrets(ctx: click.Context, name: str, out: str | None, to_podman: bool) -> 
 @click.option("--mode", type=click.Choice(["split", "monolithic"]), default="split",
               show_default=True,
               help="split: one unprivileged container per service; monolithic: every daemon "
-                   "in one container, root inside its own user namespace.")
+                   "in one container, root inside its own user namespace. Either way the "
+                   "server name's proxy stands in front, as a cluster's Service would.")
 @click.option("--service", "wanted", default="",
               help="Comma-separated services to start (with what they depend on); "
                    "default: all.")
@@ -225,10 +232,9 @@ def up(ctx: click.Context, name: str, mode: str, wanted: str, tag: str | None,
     from ipabuild.stack.secrets import ensure_secrets, secret_names, secrets_dir
 
     try:
-        if mode == "monolithic":
-            wanted = "monolithic"
         root, _project, services, stack = _stack_context(ctx.obj["root"], name, wanted, tag,
-                                                         _service_uids(uids), environment)
+                                                         _service_uids(uids), environment,
+                                                         mode)
         files = ensure_secrets(secrets_dir(root, name), secret_names(services))
         rows = stack.up(files, PlainReporter())
     except IpabuildError as exc:

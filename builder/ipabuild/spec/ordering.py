@@ -9,6 +9,7 @@ differ only in where a spec's prerequisites come from and what a cycle is called
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from ipabuild.core.errors import UsageError
 from ipabuild.spec.model import Service
@@ -56,3 +57,32 @@ def with_dependencies(services: list[Service], names: list[str]) -> list[Service
         chosen.add(name)
         pending.extend(by_name[name].depends_on)
     return [s for s in services if s.name in chosen]
+
+
+def monolith_stack(services: list[Service], monoliths: list[str]) -> list[Service]:
+    """What a monolithic stack runs: the named monoliths, and each service that stands for
+    the server name (``serves_name``: on a local network, the proxy does kube-proxy's job
+    for both modes), in spec order.
+
+    A dependency on a service a monolith runs (``runs``) becomes one on that monolith,
+    with the stricter of the conditions: the monolith answers for the service's name (its
+    aliases).
+    """
+    by_name = {s.name: s for s in services}
+    unknown = [name for name in monoliths if name not in by_name]
+    if unknown:
+        raise UsageError(f"no monolith spec named {', '.join(unknown)}",
+                         "name a service whose spec says `mode: monolithic`")
+    runner = {part.service: name for name in monoliths for part in by_name[name].runs}
+    chosen = []
+    for service in services:
+        if service.name in monoliths:
+            chosen.append(service)
+        elif service.serves_name:
+            needs: dict[str, Literal["healthy", "started"]] = {}
+            for dependency, condition in service.depends_on.items():
+                target = runner.get(dependency, dependency)
+                if needs.get(target) != "healthy":
+                    needs[target] = condition
+            chosen.append(service.model_copy(update={"depends_on": needs}))
+    return chosen

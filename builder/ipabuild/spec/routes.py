@@ -64,9 +64,8 @@ def resolve_routes(server: Service, services: list[Service], spec_file: Path | s
 
 def host_names(service: Service, domain: str, server_name: str) -> list[str]:
     """The host names ``service`` answers to on a stack's network: for the service that
-    stands for the server name (or a monolith, which is the whole server), that name
-    first (a client that looks the address up, as libldap's SASL does, gets it back),
-    then its own name and its aliases; each short and under ``domain``."""
-    stands_for_server = service.serves_name or service.mode == "monolithic"
-    labels = [*([server_name] if stands_for_server else []), service.name, *service.aliases]
+    stands for the server name (the proxy, in either mode), that name first (a client
+    that looks the address up, as libldap's SASL does, gets it back), then its own name
+    and its aliases; each short and under ``domain``."""
+    labels = [*([server_name] if service.serves_name else []), service.name, *service.aliases]
     return [name for label in labels for name in (label, f"{label}.{domain}")]

@@ -29,27 +29,6 @@ def client_service(services: list[Service]) -> Service:
     return found[0]
 
 
-# What the toolbox's variable names, by the standard port a server name answers it on.
-KERBEROS_PORTS = {"IPA_KDC": 88, "IPA_KPASSWD": 464}
-
-
-def kdc_override(services: list[Service], domain: str) -> dict[str, str]:
-    """``IPA_KDC`` and ``IPA_KPASSWD`` for a toolbox on a stack whose server name does not
-    answer Kerberos on 88 and 464 (a monolith: no proxy in front of it), from the ports
-    its spec serves them on; empty for split mode, where the server name's proxy routes
-    88 and 464 to the kdc."""
-    found: dict[str, str] = {}
-    for service in services:
-        if service.mode != "monolithic":
-            continue
-        for variable, standard in KERBEROS_PORTS.items():
-            port = next((p.port for p in service.ports
-                         if p.service_port == standard and p.protocol == "tcp"), None)
-            if port is not None:
-                found[variable] = f"{service.name}.{domain}:{port}"
-    return found
-
-
 @dataclass(frozen=True)
 class ClientRun:
     """Everything ``podman run`` needs to put the toolbox on a stack's network."""

@@ -39,6 +39,9 @@ class ServicePlan:
     # Environment given to `up --env` on top of the image's (e.g. a test's short renewal
     # times); part of the create arguments, so a change makes the container again.
     environment: tuple[tuple[str, str], ...] = ()
+    # The stack's mode, labelled on each container (posture and verify group by it): a
+    # monolithic stack's proxy in front of the monolith belongs to that mode.
+    stack_mode: str = "split"
 
     @property
     def container(self) -> str:
@@ -107,7 +110,7 @@ class ServicePlan:
                                         "static_ips": [hosts[service.name]]}},
             "extra_hosts": hosts,
             "labels": {STACK_LABEL: self.stack, SERVICE_LABEL: service.name,
-                       "io.ipabuild.mode": service.mode},
+                       "io.ipabuild.mode": self.stack_mode},
             # A monolith keeps podman's default (namespaced) capabilities: its supervisor
             # and daemons run as root inside, as upstream's container does.
             **({} if service.mode == "monolithic" else {"cap_drop": ["ALL"]}),

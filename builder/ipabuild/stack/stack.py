@@ -88,10 +88,12 @@ class Stack:
         self.requested_uids = dict(uids or {})  # service -> host UID it must run as
         self._health_seen: dict[str, tuple[str, str]] = {}  # `up`: container -> report
         added = environment or {}
+        mode = "monolithic" if any(s.mode == "monolithic" for s in services) else "split"
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
                                   project.domain, self.network,
                                   server_name=project.server_name,
-                                  environment=tuple(sorted(added.get(s.name, {}).items())))
+                                  environment=tuple(sorted(added.get(s.name, {}).items())),
+                                  stack_mode=mode)
                       for s in dependency_order(services)]
 
     @property

@@ -90,7 +90,8 @@ def test_posture_compares_both_modes(monolith: str, stack: str) -> None:
 def test_monolith_blast_radius(monolith: str) -> None:
     """What a compromised monolith daemon reaches, measured from inside as its UID: the
     root daemons (its supervisor, krb5kdc, httpd's parent) every secret and every key on
-    /data; the summary line is computed from those cells."""
+    /data; a non-root daemon only what its own view holds (its chroot, its binds); the
+    summary line is computed from those cells."""
     result = ipabuild("posture", "--modes", "monolithic", "--name", monolith, "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
@@ -103,5 +104,20 @@ def test_monolith_blast_radius(monolith: str) -> None:
     for row in root:
         assert not row["error"], row["error"]
         assert all(row["cells"][s] in ("read", "read+write") for s in secrets + keys)
+    # Root in a service's chroot holds CAP_SYS_CHROOT there, so its tree does not hold
+    # it: such rows are measured in the container's view (and read everything, above).
+    assert any(r["daemon"]["root"] and not r["daemon"]["pid"] for r in root)
+    # A non-root daemon is tried in its own view (its tree, its volumes, its copies of its
+    # secrets): it reaches no file on another service's part of /data.
+    confined = [r for r in matrix["rows"] if r["daemon"]["pid"]]
+    assert {r["daemon"]["uid"] for r in confined} and all(r["daemon"]["uid"] for r in confined)
+    labels = {c["id"]: c["label"] for c in matrix["columns"] if c["kind"] == "key"}
+    for row in confined:
+        own = f"monolithic:/data/{row['daemon']['root'].rsplit('/', 1)[1]}/"
+        others = [k for k, label in labels.items()
+                  if label.startswith("monolithic:/data/") and not label.startswith(own)]
+        assert others and all(row["cells"][k] == "none" for k in others), row["label"]
+        # ... and still its own keys, where its view has them (the tries were made).
+        assert any(row["cells"][k] != "none" for k in labels), row["label"]
     line = next(s for s in report["summary"] if s.startswith("blast radius, monolithic: "))
     assert f"all {len(secrets)} secrets" in line

@@ -134,9 +134,10 @@ def test_tables_print_whole_values_off_a_terminal() -> None:
 UID, GID = 65534, 65534
 
 
-def _setpriv_runner(container: str, uid: int, gid: int, args: list[str]) -> CommandResult:
+def _setpriv_runner(daemon: Daemon, args: list[str]) -> CommandResult:
     """The probe script as ``podman exec --user`` would run it, minus the container."""
-    argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "sh", "-c",
+    argv = ["setpriv", f"--reuid={daemon.uid}", f"--regid={daemon.gid}", "--clear-groups",
+            "sh", "-c",
             PROBE_SCRIPT, "sh", *args]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
@@ -307,7 +308,7 @@ def test_what_a_bind_reads_of_the_directory_counts_as_secrets_and_keys(
     as Directory Manager) gets those as its own rows, in its summary's counts."""
     tried: list[str] = []
 
-    def runner(_container: str, _uid: int, _gid: int, args: list[str]) -> CommandResult:
+    def runner(_daemon: Daemon, args: list[str]) -> CommandResult:
         pairs = list(zip(args[::2], args[1::2], strict=True))
         tried.extend(kind for kind, _ in pairs)
         answers = [f"result\t{i}\t{'read' if kind == 'ldapread' else 'none'}\t"

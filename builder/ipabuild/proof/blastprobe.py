@@ -47,6 +47,7 @@ from ipabuild.proof.blastradius import (
     Row,
 )
 from ipabuild.proof.targets import ContainerFacts
+from ipabuild.proof.views import translate, view_of
 from ipabuild.spec.model import Service
 
 # What key material is called where FreeIPA's daemons keep it (PEM keys, keytabs, NSS
@@ -62,8 +63,11 @@ LDAPI_NAMES = ("*ldapi*", "slapd-*.socket")
 # Kernel and runtime mounts that hold no daemon state.
 NOT_STATE = ("/dev", "/proc", "/sys")
 PROBE_TIMEOUT = 300.0
+# Capabilities with which a chrooted process gets out of its root (chroot again, or
+# unmount what its mount namespace lays over the container's files).
+LEAVES_A_CHROOT = {"sys_chroot", "sys_admin"}
 
-Runner = Callable[[str, int, int, list[str]], CommandResult]
+Runner = Callable[[Daemon, list[str]], CommandResult]
 
 # The tries, run by /bin/sh inside the container as the daemon's UID:GID. Arguments come
 # in pairs (kind, target); each answer is "result<TAB>index<TAB>cell<TAB>detail".
@@ -137,10 +141,18 @@ PROBE_KIND = {SECRET: "file", KEY: "file", VOLUME: "dir", PEER: "tcp", SOCKET: "
 CELLS = {READ_WRITE, READ, WRITE, CONNECT, NONE}
 
 
-def podman_exec(container: str, uid: int, gid: int, args: list[str]) -> CommandResult:
-    """Run the tries in ``container`` as ``uid:gid`` (the daemon's own IDs)."""
-    return run(["podman", "exec", "--user", f"{uid}:{gid}", container, "sh", "-c",
-                PROBE_SCRIPT, "sh", *args], check=False, timeout=PROBE_TIMEOUT)
+def podman_exec(daemon: Daemon, args: list[str]) -> CommandResult:
+    """Run the tries as the daemon's own UID:GID: in its container (``podman exec``), or,
+    for a daemon with a view of its own, in its namespaces and root (``nsenter``, from the
+    host: podman exec enters only the container's)."""
+    ids = f"{daemon.uid}:{daemon.gid}"
+    if daemon.pid:
+        argv = ["nsenter", "--target", str(daemon.pid), "--all", "--root", "--wd",
+                "--setuid", str(daemon.uid), "--setgid", str(daemon.gid)]
+    else:
+        argv = ["podman", "exec", "--user", ids, daemon.container]
+    return run([*argv, "sh", "-c", PROBE_SCRIPT, "sh", *args], check=False,
+               timeout=PROBE_TIMEOUT)
 
 
 # ---- discovery, from the host --------------------------------------------------------
@@ -349,33 +361,71 @@ def daemons_of(facts: ContainerFacts) -> list[Daemon]:
     """One daemon per distinct effective UID:GID (inside IDs) of the container's
     processes; the runtime's init (PID 1 of the container) names a row only when no
     other process shares its IDs."""
-    by_ids: dict[tuple[int, int], list] = {}
+    container_view = _view(facts.init_pid)
+    by_ids: dict[tuple[int, int, str], list] = {}
     for p in facts.processes:
         uid, gid = p.uids_container[1], p.gids_container[1]
+        view = _view(p.pid)
+        root = view[1] if view and container_view and view != container_view else ""
         if uid is not None and gid is not None:
-            by_ids.setdefault((uid, gid), []).append(p)
+            by_ids.setdefault((uid, gid, root), []).append(p)
     listening = listening_sockets(facts.init_pid)
     daemons = []
-    for (uid, gid), processes in sorted(by_ids.items()):
+    for (uid, gid, root), processes in sorted(by_ids.items()):
         named = [p for p in processes if p.pid != facts.init_pid] or processes
         groups = {g for p in processes for g in p.groups_container}
+        capabilities = sorted({c for p in processes for c in p.capabilities_effective})
+        # A chroot holds no process that may chroot again or remount its namespace: such
+        # a daemon reaches what its container's PID 1 does, and is measured there.
+        confined = bool(root) and not LEAVES_A_CHROOT & set(capabilities)
         daemons.append(Daemon(
             facts.mode, facts.service, facts.name, uid, gid,
-            sorted({p.command for p in named}),
-            sorted({c for p in processes for c in p.capabilities_effective}),
-            sorted(groups - {gid}), _ports_of([p.pid for p in processes], listening)))
+            sorted({p.command for p in named}), capabilities,
+            sorted(groups - {gid}), _ports_of([p.pid for p in processes], listening),
+            pid=min(p.pid for p in processes) if confined else 0, root=root))
     return daemons
+
+
+def _view(pid: int) -> tuple[str, str] | None:
+    """A process's mount namespace and root (``views.view_of``); None once it is gone."""
+    try:
+        return view_of(pid)
+    except OSError:
+        return None
+
+
+def _where(daemon: Daemon, column: Column, container_pid: int) -> str | None:
+    """Where ``daemon`` finds ``column``'s target: the container's path, or for a daemon
+    with a view of its own, the path under which it sees the same file (None: it cannot).
+    A spec secret is its path (each view holds its own copy of the secret there); a TCP
+    peer is a network name, the same in every mount namespace."""
+    location = column.locations[daemon.container]
+    if not daemon.pid or column.kind == PEER or (column.kind == SECRET and not column.probe):
+        return location
+    path, bar, attribute = location.partition("|")
+    seen = translate(container_pid, daemon.pid, path)
+    return None if seen is None else seen + bar + attribute
 
 
 # ---- the tries, from inside ----------------------------------------------------------
 
-def probe(daemon: Daemon, columns: list[Column], runner: Runner = podman_exec) -> Row:
-    """Try every column ``daemon``'s container can see, as the daemon's UID:GID."""
+def probe(daemon: Daemon, columns: list[Column], runner: Runner = podman_exec,
+          container_pid: int = 0) -> Row:
+    """Try every column ``daemon``'s container can see, as the daemon's UID:GID, where
+    the daemon sees it (``container_pid``: the container's PID 1, for a daemon with a view
+    of its own). A column outside the daemon's view is none, with that said."""
     row = Row(daemon)
-    tried = [c for c in columns if daemon.container in c.locations]
-    args = [a for c in tried
-            for a in (c.probe or PROBE_KIND[c.kind], c.locations[daemon.container])]
-    result = runner(daemon.container, daemon.uid, daemon.gid, args)
+    where: dict[str, str] = {}
+    for column in columns:
+        if daemon.container in column.locations:
+            seen = _where(daemon, column, container_pid)
+            if seen is None:
+                row.details[column.id] = f"not in its view (root {daemon.root})"
+            else:
+                where[column.id] = seen
+    tried = [c for c in columns if c.id in where]
+    args = [a for c in tried for a in (c.probe or PROBE_KIND[c.kind], where[c.id])]
+    result = runner(daemon, args)
     for line in result.stdout.splitlines():
         fields = line.split("\t")
         if fields[0] == "id" and len(fields) > 1:
@@ -413,6 +463,6 @@ def measure(containers: list[ContainerFacts], specs: dict[str, Service],
                 raise IpabuildError(f"a container of stack {stack!r} stopped or restarted "
                                     f"while it was measured ({exc}); see `ipabuild status "
                                     f"--name {stack}` and run posture again") from exc
-            rows = [probe(d, columns, runner) for c in mine for d in daemons_of(c)]
+            rows = [probe(d, columns, runner, c.init_pid) for c in mine for d in daemons_of(c)]
             matrices.append(Matrix(mode, columns, rows, stack if len(stacks) > 1 else ""))
     return matrices

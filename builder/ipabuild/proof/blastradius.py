@@ -81,15 +81,25 @@ class Daemon:
     capabilities: list[str] = field(default_factory=list)
     groups: list[int] = field(default_factory=list)  # supplementary, as the daemon has them
     ports: list[int] = field(default_factory=list)   # TCP ports its own processes listen on
+    # A root of its own inside the container (e.g. a monolith's service chrooted into its
+    # tree, in a mount namespace of its own), "" when it has the container's. ``pid``: one
+    # of its processes, whose view the tries enter; 0 when they run in the container's
+    # view (the same root, or a chroot its capabilities let it leave).
+    root: str = ""
+    pid: int = 0
 
     @property
     def key(self) -> str:
-        return f"{self.container}/{self.uid}:{self.gid}"
+        return f"{self.container}/{self.uid}:{self.gid}" + (f"@{self.root}" if self.root else "")
 
     @property
     def label(self) -> str:
-        """``service command+command`` (uid): how the report names the row."""
-        return f"{self.service} {'+'.join(self.commands)} (uid {self.uid})"
+        """``service command+command`` (uid, and its own root if any): how the report
+        names the row."""
+        within = ""
+        if self.root:
+            within = f", in {self.root}" if self.pid else f", in {self.root}, which it can leave"
+        return f"{self.service} {'+'.join(self.commands)} (uid {self.uid}{within})"
 
 
 @dataclass

@@ -45,7 +45,8 @@ repair_permissions() {
 
 run_tomcat() {
     ipabuild_log "starting CA instance '$instance' as UID $(id -u) GID $(id -g)"
-    mkdir -p "/var/log/pki/$instance/ca" "/var/lib/pki/$instance/work" "/var/lib/pki/$instance/temp"
+    mkdir -p "/var/log/pki/$instance/ca" "/var/lib/pki/$instance/work" "/var/lib/pki/$instance/temp" \
+        "${tomcat_pid%/*}"
     repair_permissions
     # What pki-tomcatd@.service does, minus `pki-server upgrade` (it re-chowns every file
     # to pkiuser; it runs in init only), minus `pki-server run` (its security manager
@@ -55,6 +56,7 @@ run_tomcat() {
     # configured) and archives CS.cfg on every start (a copy per restart on the volume);
     # 0.45 s of each start. Left: the environment files and catalina.sh run.
     . /usr/local/lib/ipabuild/pki-tomcat-env.sh "$instance"
+    wait_for_database_in_tomcat
     cd "/var/lib/pki/$instance"
     # Tomcat runs as this shell's child so that IPA's side of the CA (ipa_ca.py) can be
     # set up once Dogtag answers; the shell passes SIGTERM/SIGINT on and exits with it.
@@ -86,6 +88,12 @@ run_tomcat() {
 setup_ipa_side() {
     local tomcat=$1 rc=0
     rm -f "$setup_marker"
+    # After ldap answers (Dogtag's start waits for that too), off Tomcat's critical path.
+    if ! (wait_ldap_answers && publish_ca_certificate); then
+        ipabuild_log "stopping: the CA certificate could not be published (above)"
+        kill -TERM "$tomcat"
+        return 0
+    fi
     # ipa_ca.py starts at once and waits for Dogtag itself (0.25 s polls of getStatus),
     # so that Python's start overlaps Tomcat's.
     IPA_CA_START_TIMEOUT=$start_timeout python3 /usr/local/lib/ipabuild/ipa_ca.py setup || rc=$?
@@ -140,7 +148,22 @@ publish_ca_certificate() {
 }
 
 # Dogtag's engine gives up for good when its database does not answer at start ("Is the
-# database up?"): wait for a real LDAP answer, not just an open port.
+# database up?"). Tomcat starts at once, and the ca context's start waits for a real LDAP
+# answer (WaitForDatabase, compiled into the image), so that the JVM's start overlaps
+# ldap's. The listener is named in the instance's ca.xml, once (volumes made by older
+# images get it at their first start with this image).
+wait_for_database_in_tomcat() {
+    local xml="/etc/pki/$instance/Catalina/localhost/ca.xml"
+    local listener='<Listener className="org.ipabuild.tomcat.WaitForDatabase"/>'
+    grep -q 'org.ipabuild.tomcat.WaitForDatabase' "$xml" && return 0
+    grep -q '^<Context .*>$' "$xml" ||
+        ipabuild_die "$xml has no <Context ...> line to add the database wait to"
+    sed -i "s|^\(<Context .*>\)$|\1\n  $listener|" "$xml"
+    grep -q 'org.ipabuild.tomcat.WaitForDatabase' "$xml" ||
+        ipabuild_die "adding the database wait to $xml failed"
+}
+
+# The same wait, in this shell: a real LDAP answer, not just an open port.
 wait_ldap_answers() {
     local ticks=0
     ipabuild_wait_tcp "$ldap_host" "$ldap_port" "$ldap_why"
@@ -154,7 +177,6 @@ wait_ldap_answers() {
 
 mode_run() {
     ipabuild_ensure_user
-    wait_ldap_answers
     if ! initialised; then
         local waited=0
         until initialised; do
@@ -166,7 +188,6 @@ mode_run() {
         done
         ipabuild_log "the init step has finished; starting"
     fi
-    publish_ca_certificate
     run_tomcat
 }
 

@@ -171,7 +171,10 @@ if pkinit_files "$run"; then
 else
     kdc_conf off
     ipabuild_log "PKINIT off until the ca service publishes the KDC's certificate at $kdc_entry"
-    interval=5
+    # Every second: on a new stack the switch (a krb5kdc restart) then falls within the
+    # CA's last seconds of setup and http's start, before `ipabuild up` reports the stack
+    # healthy, not after, where a client's first kinit would meet it (seen at a 5 s poll).
+    interval=1
 fi
 # krb5kdc (ipa-kdb) reads the realm's master key from the directory when it starts and
 # gives up for good when LDAPI does not answer: start it only once the realm answers (on
@@ -198,7 +201,7 @@ while kill -0 "$kdc" 2>/dev/null; do
     # A new stack: the CA publishes this certificate a moment before ldap's own, for
     # which ldap restarts; switch after that restart (at most 2 minutes' wait), not
     # during it.
-    if [ "$(cat "$run/pkinit")" = off ] && [ "${held:=0}" -lt 24 ] &&
+    if [ "$(cat "$run/pkinit")" = off ] && [ "${held:=0}" -lt $((120 / interval)) ] &&
             ! openssl s_client -connect "${ready%%:*}:${ready##*:}" -starttls ldap \
               -CAfile "$run/next/ca.pem" -verify_return_error </dev/null >/dev/null 2>&1; then
         held=$((held + 1))

@@ -86,8 +86,10 @@ WAITING = {
     # service -> (secrets it needs, what its log must say while ldap/kdc are absent)
     "kdc": ({"ldap-dm-password": "x", "kdc-master-key": "y"}, "waiting for ldap:3389"),
     "http": ({"http-service-password": "z", "http-session-key": "s"}, "waiting for kdc:8088"),
+    # The CA's first prerequisite is its init step (an empty volume here); once
+    # initialised, Tomcat's ca context waits for ldap itself (WaitForDatabase).
     "ca": ({"ldap-dm-password": "x", "ca-admin-password": "y", "ca-pkcs12-password": "z"},
-           "waiting for ldap"),
+           "CA not initialised"),
 }
 
 

@@ -1,7 +1,7 @@
-"""The monolith's supervisor (services/monolithic/supervisor.py) reading what the builder
-renders from the real specs (render.monolith_config): each service's mounts, where its
-state lives, its user, the order it starts in. Starting the services is proven by the
-monolith's integration tests; here the plan they follow."""
+"""The monolith's supervisor (services/monolithic/supervisor.py and monolith_trees.py)
+reading what the builder renders from the real specs (render.monolith_config): each
+service's mounts, where its state lives, its user, the order it starts in. Starting the
+services is proven by the monolith's integration tests; here the plan they follow."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from service_modules import ROOT, load
 from ipabuild.build.render import monolith_config
 from ipabuild.spec.load import load_project, load_service
 
+trees = load("services/monolithic/monolith_trees.py")  # what supervisor.py imports
 supervisor = load("services/monolithic/supervisor.py")
 
 
@@ -29,7 +30,7 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def parts(config_file: Path) -> list:
-    return supervisor.load(config_file)
+    return trees.load(config_file)
 
 
 def part(parts: list, name: str):  # type: ignore[no-untyped-def]
@@ -45,21 +46,21 @@ def test_every_service_of_split_mode_runs_from_its_own_tree(parts: list) -> None
 
 
 def test_state_lives_on_data_and_sockets_on_the_runtime_tmpfs(parts: list) -> None:
-    assert supervisor.volume_source(parts, "ca", "data") == Path("/data/ca/data")
-    ldapi = supervisor.volume_source(parts, "ldap", "ldapi")
-    assert ldapi.is_relative_to(supervisor.RUNTIME)
-    kdc_binds = {b.target: b.source for b in supervisor.binds(parts, part(parts, "kdc"))}
+    assert trees.volume_source(parts, "ca", "data") == Path("/data/ca/data")
+    ldapi = trees.volume_source(parts, "ldap", "ldapi")
+    assert ldapi.is_relative_to(trees.RUNTIME)
+    kdc_binds = {b.target: b.source for b in trees.binds(parts, part(parts, "kdc"))}
     assert kdc_binds["/run/ipa-ldapi"] == str(ldapi), "the kdc shares ldap's LDAPI socket"
 
 
 def test_binds_mount_parents_first_and_secrets_per_service(parts: list) -> None:
-    http = supervisor.binds(parts, part(parts, "http"))
+    http = trees.binds(parts, part(parts, "http"))
     targets = [b.target for b in http]
     assert targets.index("/run") < targets.index("/run/ipa") < targets.index("/run/secrets")
     assert targets[:3] == ["/dev", "/proc", "/sys"]
     secrets = next(b for b in http if b.target == "/run/secrets")
-    assert secrets.source.startswith(str(supervisor.RUNTIME / "http"))
-    assert {b.target for b in http if b.is_file} == set(supervisor.SHARED_FILES)
+    assert secrets.source.startswith(str(trees.RUNTIME / "http"))
+    assert {b.target for b in http if b.is_file} == set(trees.SHARED_FILES)
 
 
 def test_start_order_waits_for_dependencies(parts: list) -> None:
@@ -91,15 +92,15 @@ def test_mountpoints_are_made_in_the_tree_except_under_tmpfs(parts: list,
                                                              tmp_path: Path) -> None:
     for p in parts:
         p.root = str(tmp_path / p.name)
-    made = supervisor.make_mountpoints(parts)
+    made = trees.make_mountpoints(parts)
     assert str(tmp_path / "ca/var/lib/pki") in made
     assert (tmp_path / "ldap/etc/hosts").is_file()
     assert not (tmp_path / "ldap/run/ipa-ldapi").exists(), "made at start, on the tmpfs"
-    assert supervisor.make_mountpoints(parts) == [], "a second run finds them all"
+    assert trees.make_mountpoints(parts) == [], "a second run finds them all"
 
 
 def test_identity_map_covers_the_container() -> None:
-    size = supervisor.identity_map_size()
+    size = trees.identity_map_size()
     assert size >= 1
     line = [int(x) for x in Path("/proc/self/uid_map").read_text().split()[:3]]
     assert line[0] == 0 and line[2] == size
@@ -119,7 +120,7 @@ def test_run_time_settings_reach_the_services_they_concern(parts: list) -> None:
     and overrides of a service's declared settings pass on; the rest of the container's
     environment does not."""
     kdc = part(parts, "kdc")
-    env = supervisor.part_environment(kdc, {"IPABUILD_CERT_POLL": "20", "TERM": "xterm",
+    env = trees.part_environment(kdc, {"IPABUILD_CERT_POLL": "20", "TERM": "xterm",
                                             "KRB5_CONFIG": "/tmp/other.conf"})
     assert env["IPABUILD_CERT_POLL"] == "20" and env["KRB5_CONFIG"] == "/tmp/other.conf"
     assert "TERM" not in env and env["IPA_REALM"] == "EXAMPLE.TEST"

@@ -145,12 +145,11 @@ def podman_exec(daemon: Daemon, args: list[str]) -> CommandResult:
     """Run the tries as the daemon's own UID:GID: in its container (``podman exec``), or,
     for a daemon with a view of its own, in its namespaces and root (``nsenter``, from the
     host: podman exec enters only the container's)."""
-    ids = f"{daemon.uid}:{daemon.gid}"
     if daemon.pid:
         argv = ["nsenter", "--target", str(daemon.pid), "--all", "--root", "--wd",
                 "--setuid", str(daemon.uid), "--setgid", str(daemon.gid)]
     else:
-        argv = ["podman", "exec", "--user", ids, daemon.container]
+        argv = ["podman", "exec", "--user", f"{daemon.uid}:{daemon.gid}", daemon.container]
     return run([*argv, "sh", "-c", PROBE_SCRIPT, "sh", *args], check=False,
                timeout=PROBE_TIMEOUT)
 
@@ -358,9 +357,9 @@ def _ports_of(pids: list[int], listening: dict[int, int]) -> list[int]:
 
 
 def daemons_of(facts: ContainerFacts) -> list[Daemon]:
-    """One daemon per distinct effective UID:GID (inside IDs) of the container's
-    processes; the runtime's init (PID 1 of the container) names a row only when no
-    other process shares its IDs."""
+    """One daemon per distinct effective UID:GID (inside IDs) and root of the container's
+    processes (a monolith's services each have their tree as root); the runtime's init
+    (PID 1 of the container) names a row only when no other process shares its IDs."""
     container_view = _view(facts.init_pid)
     by_ids: dict[tuple[int, int, str], list] = {}
     for p in facts.processes:

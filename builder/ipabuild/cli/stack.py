@@ -26,25 +26,25 @@ def _stack_context(root_option: str | None, name: str,  # type: ignore[no-untype
     root = project_root(root_option)
     project = load_project(root)
     services = load_services(root, project, [])
+    every = load_services(root, project, service_names(root))
     client = connect()
-    monoliths: list[str] = []
     if mode == "monolithic":
-        monoliths = [s.name for s in load_services(root, project, service_names(root))
-                     if s.mode == "monolithic"]
+        wanted_monoliths = {s.name for s in every}
     elif not wanted:
         # An existing stack decides its own services: a monolithic one is its monolith
-        # and the server name's proxy.
+        # and the server name's proxy (both labelled with the stack's mode).
         running = client.containers.list(all=True, filters={"label": f"io.ipabuild.stack={name}"})
-        labelled = {c.labels.get("io.ipabuild.service", "") for c in running
-                 if c.labels.get("io.ipabuild.mode") == "monolithic"}
-        monoliths = [s.name for s in load_services(root, project, service_names(root))
-                     if s.mode == "monolithic" and s.name in labelled]
+        wanted_monoliths = {c.labels.get("io.ipabuild.service", "") for c in running
+                            if c.labels.get("io.ipabuild.mode") == "monolithic"}
+    else:
+        wanted_monoliths = set()
+    monoliths = [s.name for s in every if s.mode == "monolithic" and s.name in wanted_monoliths]
     if monoliths:
-        services = monolith_stack(load_services(root, project, service_names(root)), monoliths)
+        services = monolith_stack(every, monoliths)
     elif wanted:
         names = [w.strip() for w in wanted.split(",") if w.strip()]
         load_services(root, project, names)  # unknown names fail clearly here
-        services = with_dependencies(load_services(root, project, service_names(root)), names)
+        services = with_dependencies(every, names)
     added = _service_environment(environment, [s.name for s in services])
     return root, project, services, Stack(client, project, services, name,
                                           tag or project.image.tag, uids,

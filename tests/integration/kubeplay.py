@@ -49,11 +49,10 @@ from typing import Any
 
 import yaml
 
-from ipabuild.core.resolver import DNS_OPTIONS
+from ipabuild.core.resolver import DNS_OPTIONS, service_addresses
 from ipabuild.emit import kustomize
 from ipabuild.emit.tree import ManifestOptions, render_manifests
 from ipabuild.spec.load import load_project, load_services
-from ipabuild.stack.plan import service_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("StatefulSet", "Deployment")

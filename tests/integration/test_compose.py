@@ -29,9 +29,7 @@ def compose_project(built: dict[str, dict]) -> Iterator[str]:
         except subprocess.TimeoutExpired as exc:
             # Seen once (2026-12-07): podman-compose waiting for kdc to run while kdc stayed
             # "created"; say which containers are in which state and what it said.
-            states = subprocess.run(["podman", "ps", "-a", "--filter", f"name={project}_",
-                                     "--format", "{{.Names}} {{.Status}}"],
-                                    capture_output=True, text=True, check=False).stdout
+            states = _states(project)
             said = (exc.stderr or b"")
             said = said.decode(errors="replace") if isinstance(said, bytes) else said
             pytest.fail(f"podman-compose up -d did not return within 300 s; containers:\n"
@@ -47,6 +45,21 @@ def compose_project(built: dict[str, dict]) -> Iterator[str]:
                            check=False)
 
 
+def _states(project: str) -> str:
+    """Every container of the project with its state, for a failure's message."""
+    return subprocess.run(["podman", "ps", "-a", "--filter", f"name={project}_", "--format",
+                           "{{.Names}} {{.Status}}"],
+                          capture_output=True, text=True, check=False).stdout
+
+
+def _log_tail(container: str) -> str:
+    """The last lines a container wrote (podman logs puts its stderr on stderr)."""
+    logs = subprocess.run(["podman", "logs", "--tail", "60", container],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          check=False).stdout
+    return logs[-6000:]
+
+
 def test_compose_file_is_current() -> None:
     result = ipabuild("compose", "--check")
     assert result.returncode == 0, result.stderr
@@ -60,7 +73,9 @@ def test_compose_stack_serves_kinit_and_spnego(compose_project: str) -> None:
         deadline = time.monotonic() + 240
         while subprocess.run(["podman", "healthcheck", "run", container],
                              capture_output=True, check=False).returncode != 0:
-            assert time.monotonic() < deadline, f"{container} never became healthy"
+            assert time.monotonic() < deadline, (
+                f"{container} never became healthy:\n{_states(compose_project)}\n"
+                f"{container}'s log:\n{_log_tail(container)}")
             time.sleep(1)
     password = (ROOT / ".ipabuild/secrets/compose/admin-password").read_text()
     script = ('printf "%s" "$KRB5_CONF_TEXT" > /tmp/krb5.conf; export KRB5_CONFIG=/tmp/krb5.conf; '

@@ -40,3 +40,27 @@ def test_compose_changes_when_a_spec_changes(project_copy: Path) -> None:
     after = render_compose(project, load_services(project_copy, project, []))
     assert before != after
     assert "8750" in yaml.safe_load(after.split("\n", 3)[3])["services"]["kdc"]["ports"][-1]
+
+
+def test_every_container_finds_its_peers_without_dns() -> None:
+    # aardvark-dns stalls while containers join (a compose kdc waited 240 s for `ldap`):
+    # each daemon has a fixed address and every container an /etc/hosts line per peer name.
+    project = load_project(ROOT)
+    document = compose_document(project, load_services(ROOT, project, []))
+    daemons = {name: entry for name, entry in document["services"].items()
+               if not name.endswith("-init")}
+    addresses = {name: entry["networks"]["ipa"]["ipv4_address"]
+                 for name, entry in daemons.items()}
+    assert len(set(addresses.values())) == len(addresses), addresses
+    subnet = document["networks"]["ipa"]["ipam"]["config"][0]["subnet"]
+    assert all(a.rsplit(".", 1)[0] == subnet.rsplit(".", 1)[0] for a in addresses.values())
+    for name, entry in document["services"].items():
+        hosts = dict(line.split(":", 1) for line in entry["extra_hosts"])
+        for peer, peer_entry in daemons.items():
+            for alias in peer_entry["networks"]["ipa"]["aliases"]:
+                expected = addresses[peer]
+                if name.endswith("-init") and peer == name.removesuffix("-init"):
+                    expected = "127.0.0.1"  # the one-time step reaches itself locally
+                assert hosts[alias] == expected, (name, alias)
+        if name.endswith("-init"):  # it runs beside its daemon: not on the daemon's address
+            assert "ipv4_address" not in entry["networks"]["ipa"], name

@@ -10,10 +10,11 @@ import pytest
 
 from ipabuild.core.errors import IpabuildError, UsageError
 from ipabuild.core.hostids import USERNS_SIZE
+from ipabuild.core.resolver import FIRST_HOST
 from ipabuild.spec.load import load_project, load_services
 from ipabuild.spec.ordering import dependency_order
 from ipabuild.stack.idranges import Interval, StackIds
-from ipabuild.stack.plan import FIRST_HOST, ServicePlan, fixed_hosts
+from ipabuild.stack.plan import ServicePlan, fixed_hosts
 from ipabuild.stack.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,6 +9,12 @@ short gap costs about a second (measured: 5.0 s → 1.0 s); for the long ones `i
 up` also gives every container /etc/hosts entries for its peers (stack.fixed_hosts).
 """
 
+from __future__ import annotations
+
+import ipaddress
+
+from ipabuild.core.errors import UsageError
+
 DNS_OPTIONS = ["timeout:1", "attempts:5"]
 
 # netavark's DNS domain. podman 4.3 writes `search dns.podman` into a container's
@@ -17,3 +23,18 @@ DNS_OPTIONS = ["timeout:1", "attempts:5"]
 # services' names under each search domain, and clients (no user namespace) ask for them:
 # so a container in a user namespace of its own (the monolith) is given it explicitly.
 NETAVARK_DNS_SEARCH = ["dns.podman"]
+
+# Services' fixed addresses on a stack network: subnet host 10, 11, ...
+FIRST_HOST = 10
+
+
+def service_addresses(subnet: str, services: list[str]) -> dict[str, str]:
+    """Each service → its fixed address in ``subnet``: host FIRST_HOST onwards in the
+    given order, clear of the gateway (host 1) and of the addresses podman hands out
+    from the bottom of the range."""
+    network = ipaddress.ip_network(subnet)
+    if FIRST_HOST + len(services) >= network.num_addresses - 1:
+        raise UsageError(f"network {subnet} is too small for {len(services)} services",
+                         "remove the stack's network (`ipabuild down`) and start again")
+    return {name: str(network.network_address + FIRST_HOST + index)
+            for index, name in enumerate(services)}

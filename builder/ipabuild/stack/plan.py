@@ -8,13 +8,12 @@ Pure data: nothing here talks to podman, so a plan is unit-tested without contai
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 from dataclasses import dataclass
 
-from ipabuild.core.errors import IpabuildError, UsageError
-from ipabuild.core.resolver import DNS_OPTIONS, NETAVARK_DNS_SEARCH
+from ipabuild.core.errors import IpabuildError
+from ipabuild.core.resolver import DNS_OPTIONS, NETAVARK_DNS_SEARCH, service_addresses
 from ipabuild.spec.model import Service
 from ipabuild.spec.routes import host_names
 from ipabuild.stack.idranges import StackIds
@@ -22,7 +21,6 @@ from ipabuild.stack.idranges import StackIds
 STACK_LABEL = "io.ipabuild.stack"
 SERVICE_LABEL = "io.ipabuild.service"
 STACK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
-FIRST_HOST = 10  # services' fixed addresses: subnet host 10, 11, ...
 
 
 @dataclass(frozen=True)
@@ -147,18 +145,6 @@ def config_digest(image_id: str, args: dict) -> str:  # type: ignore[type-arg]
     """sha256 of the image ID and the create arguments (canonical JSON)."""
     document = json.dumps({"image": image_id, "args": args}, sort_keys=True, default=str)
     return hashlib.sha256(document.encode()).hexdigest()
-
-
-def service_addresses(subnet: str, services: list[str]) -> dict[str, str]:
-    """Each service → its fixed address in ``subnet``: host FIRST_HOST onwards in the
-    given order, clear of the gateway (host 1) and of the addresses podman hands out
-    from the bottom of the range."""
-    network = ipaddress.ip_network(subnet)
-    if FIRST_HOST + len(services) >= network.num_addresses - 1:
-        raise UsageError(f"network {subnet} is too small for {len(services)} services",
-                         "remove the stack's network (`ipabuild down`) and start again")
-    return {name: str(network.network_address + FIRST_HOST + index)
-            for index, name in enumerate(services)}
 
 
 def fixed_hosts(subnet: str, plans: list[ServicePlan]) -> dict[str, str]:

@@ -40,21 +40,22 @@ ipabuild_secret() {
     tr -d '\n' <"$path"
 }
 
-# Wait for host:port to accept TCP connections, saying what is awaited and why.
+# Wait for host:port to accept TCP connections, saying what is awaited and why (every
+# 10 s of waiting, by the clock: a try can itself take seconds while DNS stalls).
 ipabuild_wait_tcp() {
-    local host=$1 port=$2 why=$3 timeout=${4:-${IPABUILD_WAIT_TIMEOUT:-0}} ticks=0 waited
+    local host=$1 port=$2 why=$3 timeout=${4:-${IPABUILD_WAIT_TIMEOUT:-0}}
+    local started=$SECONDS said=-10
     # Tries every 0.25 s: a peer restarting takes about a second; whole-second polls
     # added up to one more to every restart of a waiting service.
     until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
-        waited=$((ticks / 4))
-        if [ $((ticks % 40)) -eq 0 ]; then
+        if [ $((SECONDS - said)) -ge 10 ]; then
             ipabuild_log "waiting for $host:$port ($why)"
+            said=$SECONDS
         fi
-        if [ "$timeout" -gt 0 ] && [ "$waited" -ge "$timeout" ]; then
-            ipabuild_die "gave up after ${waited}s waiting for $host:$port ($why)"
+        if [ "$timeout" -gt 0 ] && [ $((SECONDS - started)) -ge "$timeout" ]; then
+            ipabuild_die "gave up after $((SECONDS - started))s waiting for $host:$port ($why)"
         fi
         sleep 0.25
-        ticks=$((ticks + 1))
     done
     ipabuild_log "$host:$port is up ($why)"
 }

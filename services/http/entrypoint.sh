@@ -85,19 +85,25 @@ keys() { python3 /usr/local/lib/ipabuild/derived_keys.py "$@"; }
 # newest_certificate LABEL SEED DN OUT: the newest valid certificate at DN for the key,
 # once (exit 1: none yet; 2: no key).
 newest_certificate() {
-    KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y GSSAPI \
-        -H "ldap://ldap.$IPA_DOMAIN:3389" -s base -b "$3" 'userCertificate;binary' \
-        2>/dev/null | keys select "$2" "$1" "$4"
+    local found
+    found=$(KRB5CCNAME=FILE:$run/http.ccache ldapsearch -N -Q -LLL -o ldif-wrap=no -Y GSSAPI \
+        -H "ldap://ldap.$IPA_DOMAIN:3389" -s base -b "$3" 'userCertificate;binary' 2>/dev/null)
+    # No value yet: say so without starting Python (this runs every half second).
+    case "$found" in *"userCertificate;binary::"*) ;; *) return 1 ;; esac
+    printf '%s\n' "$found" | keys select "$2" "$1" "$4"
 }
-# fetch_certificate LABEL SEED DN OUT: the same, waiting until the ca service issued it.
+# fetch_certificate LABEL SEED DN OUT: the same, waiting until the ca service issued it
+# (looking every half second: on a new stack httpd's start waits for it).
 fetch_certificate() {
-    local waited=0
+    local said=-30
     until newest_certificate "$@"; do
         [ $? -eq 2 ] && ipabuild_die "cannot derive the $1 key (the line above says why)"
-        [ $((waited % 30)) -eq 0 ] && ipabuild_log "waiting for the $1 certificate at" \
-            "$3 (the ca service issues it when it starts)"
-        sleep 2
-        waited=$((waited + 2))
+        if [ $((SECONDS - said)) -ge 30 ]; then
+            ipabuild_log "waiting for the $1 certificate at $3 (the ca service issues it" \
+                "when it starts)"
+            said=$SECONDS
+        fi
+        sleep 0.5
     done
 }
 

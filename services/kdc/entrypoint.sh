@@ -125,9 +125,12 @@ kdc_entry="cn=KDC,cn=$IPA_SERVER,cn=masters,cn=ipa,cn=etc,$IPA_SUFFIX"
 # Dogtag issue for the key derived from kdc-pkinit-key-seed, and the IPA CA as anchor.
 keys() { python3 /usr/local/lib/ipabuild/derived_keys.py "$@"; }
 pkinit_files() {  # $1: the directory to write kdc.crt, kdc.key and ca.pem into
+    local found
+    found=$(directory -b "$kdc_entry" -s base 'userCertificate;binary')
+    # None yet: say so without starting Python (this runs every second until PKINIT is on).
+    case "$found" in *"userCertificate;binary::"*) ;; *) return 1 ;; esac
     mkdir -p "$1"
-    directory -b "$kdc_entry" -s base 'userCertificate;binary' |
-        keys select kdc-pkinit-key-seed kdc-pkinit "$1/kdc.crt" || return 1
+    printf '%s\n' "$found" | keys select kdc-pkinit-key-seed kdc-pkinit "$1/kdc.crt" || return 1
     keys key kdc-pkinit-key-seed kdc-pkinit "$1/kdc.key" || return 1
     # Every valid CA certificate, newest first: after the CA's renewal, old and new.
     directory -b "cn=CAcert,cn=ipa,cn=etc,$IPA_SUFFIX" -s base 'cACertificate;binary' |
@@ -137,7 +140,9 @@ kdc_conf() {  # $1: on | off
     local lines=""
     [ "$1" = on ] && lines="pkinit_identity = FILE:$run/kdc.crt,$run/kdc.key\\n        pkinit_anchors = FILE:$run/ca.pem\\n        pkinit_pool = FILE:$run/ca.pem\\n        pkinit_indicator = pkinit"
     sed -e "s#@RUN@#$run#" -e "s#^\( *\)\# @PKINIT@.*#\1$lines#" /usr/share/ipabuild/kdc.conf.in >"$run/kdc.conf"
-    echo "$1" >"$run/pkinit"  # for the health check
+}
+served() {  # $1: on | off, what krb5kdc serves, for the health check: written once it runs
+    echo "$1" >"$run/pkinit"
 }
 pkinit_enabled() {  # FreeIPA's pkinitEnabled marker, what `ipa pkinit-status` reads
     printf 'dn: %s\nchangetype: modify\nadd: ipaConfigString\nipaConfigString: pkinitEnabled\n' \
@@ -165,11 +170,11 @@ ipabuild_log "starting kadmind (kpasswd 8464, kadmin 8749) and krb5kdc for $IPA_
 # restarts (a fraction of a second; its state is all in the directory).
 poll=${IPABUILD_CERT_POLL:-300}
 if pkinit_files "$run"; then
-    kdc_conf on && pkinit_enabled
+    kdc_conf on && served on && pkinit_enabled
     ipabuild_log "PKINIT on: $(openssl x509 -in "$run/kdc.crt" -noout -subject -serial -enddate | tr '\n' ' ')"
     interval=$poll
 else
-    kdc_conf off
+    kdc_conf off && served off
     ipabuild_log "PKINIT off until the ca service publishes the KDC's certificate at $kdc_entry"
     # Every second: on a new stack the switch (a krb5kdc restart) then falls within the
     # CA's last seconds of setup and http's start, before `ipabuild up` reports the stack
@@ -216,6 +221,7 @@ while kill -0 "$kdc" 2>/dev/null; do
     ipabuild_log "PKINIT certificate $(openssl x509 -in "$run/kdc.crt" -noout -serial -enddate | tr '\n' ' '): restarting krb5kdc to serve it"
     kill "$kdc"; wait "$kdc" || true
     start_krb5kdc
+    served on  # the health check says "settling" until then (healthcheck.sh)
     interval=$poll
 done
 wait "$kdc"

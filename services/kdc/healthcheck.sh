@@ -15,6 +15,17 @@ fi
 # Healthy either way; say whether anonymous PKINIT (FAST armor, so OTP) is served yet.
 if [ "$(cat /tmp/ipabuild-kdc/pkinit 2>/dev/null)" = on ]; then
     echo "kdc: healthy, PKINIT on, OTP on"
+    exit 0
+fi
+# Off, but the ca service has published the KDC's certificate: krb5kdc restarts to serve
+# it within seconds. Still healthy (passwords work; a probe must not restart the pod for
+# it), but "settling:", so `ipabuild up` waits for the switch instead of returning just
+# before krb5kdc's restart (a client's first kinit would meet it).
+kdc_entry="cn=KDC,cn=$IPA_SERVER,cn=masters,cn=ipa,cn=etc,$IPA_SUFFIX"
+if ldapsearch -LLL -o ldif-wrap=no -Q -Y EXTERNAL \
+        -H "ldapi://$(printf '%s' "$socket" | sed 's#/#%2F#g')" -b "$kdc_entry" -s base \
+        'userCertificate;binary' 2>/dev/null | grep -q '^userCertificate;binary::'; then
+    echo "settling: kdc: healthy, PKINIT certificate published at $kdc_entry; krb5kdc restarts to serve it"
 else
     echo "kdc: healthy, PKINIT off: no KDC certificate yet (password logins only; OTP needs FAST armor)"
 fi

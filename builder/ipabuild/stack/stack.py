@@ -37,8 +37,10 @@ from ipabuild.stack.containers import (
     Abandoned,
     existing_volumes,
     process_uids,
+    settling,
     state_of,
     stop_and_remove,
+    wait_ready,
 )
 from ipabuild.stack.idranges import IDS_LABEL, Registry, StackIds, volume_ids
 from ipabuild.stack.idusage import foreign_ranges
@@ -86,7 +88,6 @@ class Stack:
         self.tag = tag
         self.network = f"ipabuild-{name}"
         self.requested_uids = dict(uids or {})  # service -> host UID it must run as
-        self._health_seen: dict[str, tuple[str, str]] = {}  # `up`: container -> report
         added = environment or {}
         mode = "monolithic" if any(s.mode == "monolithic" for s in services) else "split"
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
@@ -120,16 +121,11 @@ class Stack:
     def missing_images(self) -> list[str]:
         return [p.image for p in self.plans if not self.client.images.exists(p.image)]
 
-    def status(self, known: dict[str, tuple[str, str]] | None = None) -> list[StackStatus]:
+    def status(self) -> list[StackStatus]:
         """One row per service; the health checks run at the same time (each takes the
-        check's own time: run one after another they added up to half a second), except
-        where ``known`` has the container's report from a moment ago (``up``)."""
+        check's own time: run one after another they added up to half a second)."""
         rows = [self._status_row(plan) for plan in self.plans]
-        known = known or {}
-        for row in rows:
-            if row.state == "running" and row.container in known:
-                row.health, row.health_says = known[row.container]
-        running = [row for row in rows if row.state == "running" and row.container not in known]
+        running = [row for row in rows if row.state == "running"]
         if running:
             with ThreadPoolExecutor(max_workers=len(running)) as pool:
                 reports = list(pool.map(self._health, [row.container for row in running]))
@@ -184,7 +180,6 @@ class Stack:
             tag = "" if self.tag == self.project.image.tag else f" --tag {self.tag}"
             raise UsageError(f"images missing: {', '.join(missing)}",
                              f"build them with `ipabuild images --service {services}{tag}`")
-        self._health_seen.clear()
         ids = self._allocate_ids()
         self.plans = [replace(plan, ids=ids) for plan in self.plans]
         hosts = self._ensure_network()
@@ -197,7 +192,23 @@ class Stack:
         for worker in workers:
             worker.start()
         gates.wait_all()
-        return self.status(self._health_seen)
+        return self._settle(report, gates)
+
+    def _settle(self, report: Reporter, gates: StartGates) -> list[StackStatus]:
+        """Every service healthy at one moment, not each at its own: a service healthy
+        early can have a change to make that a later one set off (the kdc restarts
+        krb5kdc once the CA has published its PKINIT certificate; its check says
+        ``settling:`` until then). Every check runs once more, at the same time, and
+        ``up`` waits for each service not healthy or still settling."""
+        rows = self.status()
+        unsettled = [row for row in rows if row.state == "running" and (
+            row.health not in ("healthy", "none") or settling(row.health_says))]
+        for row in unsettled:
+            report(row.service, f"waiting: {row.health_says or row.health}")
+            plan = next(p for p in self.plans if p.service.name == row.service)
+            health, says = wait_ready(self.client, plan, gates, settled=True)
+            report(row.service, f"{health}: {says.splitlines()[-1] if says else ''}".rstrip(": "))
+        return self.status() if unsettled else rows
 
     def _bring_up_when_ready(self, plan: ServicePlan, secret_names: dict[str, str],
                              hosts: dict[str, str], report: Reporter,
@@ -210,7 +221,7 @@ class Stack:
             for dependency, condition in plan.service.depends_on.items():
                 if dependency in gates and not gates.wait(dependency, condition):
                     return
-            starter = ServiceStarter(self.client, self.name, report, gates, self._health_seen)
+            starter = ServiceStarter(self.client, self.name, report, gates)
             starter.bring_up(plan, secret_names, hosts)
         except Abandoned:
             pass

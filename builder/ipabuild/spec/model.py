@@ -334,6 +334,12 @@ class Healthcheck(StrictModel):
     timeout: int = 5
     retries: int = 3
     start_period: int = 60
+    settles: bool = Field(
+        default=False,
+        description="the check can say `settling:` (healthy, about to restart a part "
+                    "of itself that a later service set off: the kdc once the CA "
+                    "publishes its PKINIT certificate); `ipabuild up` runs it once more "
+                    "at the end and waits until it stops")
 
 
 class HeldCertificate(StrictModel):

@@ -41,11 +41,14 @@ class ServiceStarter:
     """Brings the services of stack ``stack`` up through ``client``, one call each."""
 
     def __init__(self, client: PodmanClient, stack: str, report: Reporter,
-                 gates: StartGates) -> None:
+                 gates: StartGates, health: dict[str, tuple[str, str]] | None = None) -> None:
         self.client = client
         self.stack = stack
         self.report = report
         self.gates = gates
+        # container -> (status, what its check said) as last seen healthy here: `up`'s
+        # closing table shows these instead of running every check once more.
+        self.health = health if health is not None else {}
 
     def bring_up(self, plan: ServicePlan, secret_names: dict[str, str],
                  hosts: dict[str, str]) -> None:
@@ -75,7 +78,7 @@ class ServiceStarter:
         except APIError as exc:
             raise api_error(exc, f"starting {name}") from exc
         self.gates.started(name)
-        wait_ready(self.client, plan, self.gates)
+        self.health[plan.container] = wait_ready(self.client, plan, self.gates)
         self.gates.healthy(name)
         self.report(name, f"healthy after {time.monotonic() - started:.1f}s")
 
@@ -87,9 +90,11 @@ class ServiceStarter:
             container = self.client.containers.get(plan.container)
         except NotFound:
             return False
-        if (state_of(container) == "running" and container.labels.get(CONFIG_LABEL) == digest
-                and health_report(self.client, plan.container)[0] in ("healthy", "none")):
-            return True
+        if state_of(container) == "running" and container.labels.get(CONFIG_LABEL) == digest:
+            checked = health_report(self.client, plan.container)
+            if checked[0] in ("healthy", "none"):
+                self.health[plan.container] = checked
+                return True
         stop_and_remove(container)
         return False
 

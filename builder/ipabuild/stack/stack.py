@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -88,6 +89,7 @@ class Stack:
         self.tag = tag
         self.network = f"ipabuild-{name}"
         self.requested_uids = dict(uids or {})  # service -> host UID it must run as
+        self._health_seen: dict[str, tuple[str, str]] = {}  # `up`: container -> report
         added = environment or {}
         mode = "monolithic" if any(s.mode == "monolithic" for s in services) else "split"
         self.plans = [ServicePlan(name, s, f"{project.image.prefix}/{s.name}:{tag}",
@@ -121,11 +123,16 @@ class Stack:
     def missing_images(self) -> list[str]:
         return [p.image for p in self.plans if not self.client.images.exists(p.image)]
 
-    def status(self) -> list[StackStatus]:
+    def status(self, known: dict[str, tuple[str, str]] | None = None) -> list[StackStatus]:
         """One row per service; the health checks run at the same time (each takes the
-        check's own time: run one after another they added up to half a second)."""
+        check's own time: run one after another they added up to half a second), except
+        where ``known`` has the container's report from a moment ago (``up``)."""
         rows = [self._status_row(plan) for plan in self.plans]
-        running = [row for row in rows if row.state == "running"]
+        known = known or {}
+        for row in rows:
+            if row.state == "running" and row.container in known:
+                row.health, row.health_says = known[row.container]
+        running = [row for row in rows if row.state == "running" and row.container not in known]
         if running:
             with ThreadPoolExecutor(max_workers=len(running)) as pool:
                 reports = list(pool.map(self._health, [row.container for row in running]))
@@ -180,6 +187,7 @@ class Stack:
             tag = "" if self.tag == self.project.image.tag else f" --tag {self.tag}"
             raise UsageError(f"images missing: {', '.join(missing)}",
                              f"build them with `ipabuild images --service {services}{tag}`")
+        self._health_seen.clear()
         ids = self._allocate_ids()
         self.plans = [replace(plan, ids=ids) for plan in self.plans]
         hosts = self._ensure_network()
@@ -198,17 +206,25 @@ class Stack:
         """Every service healthy at one moment, not each at its own: a service healthy
         early can have a change to make that a later one set off (the kdc restarts
         krb5kdc once the CA has published its PKINIT certificate; its check says
-        ``settling:`` until then). Every check runs once more, at the same time, and
-        ``up`` waits for each service not healthy or still settling."""
-        rows = self.status()
-        unsettled = [row for row in rows if row.state == "running" and (
-            row.health not in ("healthy", "none") or settling(row.health_says))]
-        for row in unsettled:
-            report(row.service, f"waiting: {row.health_says or row.health}")
-            plan = next(p for p in self.plans if p.service.name == row.service)
+        ``settling:`` until then). The checks of services whose spec says they settle
+        run once more now, and ``up`` waits for each that is not healthy or still
+        settling; the others' reports from when they got healthy stand (running every
+        check again cost a restart about a second)."""
+        for plan in self.plans:
+            check = plan.service.healthcheck
+            if check is None or not check.settles or plan.container not in self._health_seen:
+                continue
+            health, says = self._health(plan.container)
+            if health == "healthy" and not settling(says):
+                self._health_seen[plan.container] = (health, says)
+                continue
+            report(plan.service.name, f"waiting, its check says: {says or health}")
+            started = time.monotonic()
             health, says = wait_ready(self.client, plan, gates, settled=True)
-            report(row.service, f"{health}: {says.splitlines()[-1] if says else ''}".rstrip(": "))
-        return self.status() if unsettled else rows
+            self._health_seen[plan.container] = (health, says)
+            report(plan.service.name, f"{'still settling' if settling(says) else health} "
+                                      f"after {time.monotonic() - started:.1f}s more")
+        return self.status(self._health_seen)
 
     def _bring_up_when_ready(self, plan: ServicePlan, secret_names: dict[str, str],
                              hosts: dict[str, str], report: Reporter,
@@ -221,7 +237,7 @@ class Stack:
             for dependency, condition in plan.service.depends_on.items():
                 if dependency in gates and not gates.wait(dependency, condition):
                     return
-            starter = ServiceStarter(self.client, self.name, report, gates)
+            starter = ServiceStarter(self.client, self.name, report, gates, self._health_seen)
             starter.bring_up(plan, secret_names, hosts)
         except Abandoned:
             pass

@@ -117,38 +117,6 @@ if ! directory -b "$admin_dn" -s base '(krbPrincipalKey=*)' dn | grep -q '^dn'; 
     ipabuild_log "admin@$IPA_REALM has its keys (ipa-pwd-extop)"
 fi
 
-# The KDC's service entry under the server's master entry (ipa-services.ldif), where the
-# ca service publishes the PKINIT certificate and `ipa pkinit-status` looks.
-kdc_entry="cn=KDC,cn=$IPA_SERVER,cn=masters,cn=ipa,cn=etc,$IPA_SUFFIX"
-
-# PKINIT (anonymous PKINIT: FAST armor, `kinit -n`): the certificate the ca service had
-# Dogtag issue for the key derived from kdc-pkinit-key-seed, and the IPA CA as anchor.
-keys() { python3 /usr/local/lib/ipabuild/derived_keys.py "$@"; }
-pkinit_files() {  # $1: the directory to write kdc.crt, kdc.key and ca.pem into
-    local found
-    found=$(directory -b "$kdc_entry" -s base 'userCertificate;binary')
-    # None yet: say so without starting Python (this runs every second until PKINIT is on).
-    case "$found" in *"userCertificate;binary::"*) ;; *) return 1 ;; esac
-    mkdir -p "$1"
-    printf '%s\n' "$found" | keys select kdc-pkinit-key-seed kdc-pkinit "$1/kdc.crt" || return 1
-    keys key kdc-pkinit-key-seed kdc-pkinit "$1/kdc.key" || return 1
-    # Every valid CA certificate, newest first: after the CA's renewal, old and new.
-    directory -b "cn=CAcert,cn=ipa,cn=etc,$IPA_SUFFIX" -s base 'cACertificate;binary' |
-        python3 /usr/local/lib/ipabuild/derived_keys.py anchors "$1/ca.pem"
-}
-kdc_conf() {  # $1: on | off
-    local lines=""
-    [ "$1" = on ] && lines="pkinit_identity = FILE:$run/kdc.crt,$run/kdc.key\\n        pkinit_anchors = FILE:$run/ca.pem\\n        pkinit_pool = FILE:$run/ca.pem\\n        pkinit_indicator = pkinit"
-    sed -e "s#@RUN@#$run#" -e "s#^\( *\)\# @PKINIT@.*#\1$lines#" /usr/share/ipabuild/kdc.conf.in >"$run/kdc.conf"
-}
-served() {  # $1: on | off, what krb5kdc serves, for the health check: written once it runs
-    echo "$1" >"$run/pkinit"
-}
-pkinit_enabled() {  # FreeIPA's pkinitEnabled marker, what `ipa pkinit-status` reads
-    printf 'dn: %s\nchangetype: modify\nadd: ipaConfigString\nipaConfigString: pkinitEnabled\n' \
-        "$kdc_entry" | ldapmodify -Q -Y EXTERNAL -H "$ldapi" >/dev/null 2>&1 || true
-}
-
 # OTP (FreeIPA's ipa-otpd.socket + ipa-otpd@.service): the KDC's OTP preauth sends a RADIUS
 # request per login to this socket; each connection gets its own ipa-otpd on stdin/stdout
 # (Accept=true), which reads the user's tokens over LDAPI and checks password+code by a
@@ -161,67 +129,6 @@ systemd-socket-activate --listen="$run/DEFAULT.socket" --accept --inetd \
 
 ipabuild_log "starting kadmind (kpasswd 8464, kadmin 8749) and krb5kdc for $IPA_REALM (8088)"
 /usr/sbin/kadmind -nofork &
-# krb5kdc reads its PKINIT identity only at start. On a new stack the KDC starts before
-# the CA, so without a certificate (password logins only); later the ca service's renewer
-# publishes renewed certificates beside the old ones. So krb5kdc runs as this shell's
-# child, and every few seconds until PKINIT is on, then every IPABUILD_CERT_POLL seconds
-# (default 300), the newest valid certificate for the KDC's key is fetched aside; when
-# it differs from the one served, it replaces it (renamed into place) and krb5kdc
-# restarts (a fraction of a second; its state is all in the directory).
-poll=${IPABUILD_CERT_POLL:-300}
-if pkinit_files "$run"; then
-    kdc_conf on && served on && pkinit_enabled
-    ipabuild_log "PKINIT on: $(openssl x509 -in "$run/kdc.crt" -noout -subject -serial -enddate | tr '\n' ' ')"
-    interval=$poll
-else
-    kdc_conf off && served off
-    ipabuild_log "PKINIT off until the ca service publishes the KDC's certificate at $kdc_entry"
-    # Every second: on a new stack the switch (a krb5kdc restart) then falls within the
-    # CA's last seconds of setup and http's start, before `ipabuild up` reports the stack
-    # healthy, not after, where a client's first kinit would meet it (seen at a 5 s poll).
-    interval=1
-fi
-# krb5kdc (ipa-kdb) reads the realm's master key from the directory when it starts and
-# gives up for good when LDAPI does not answer: start it only once the realm answers (on
-# a new stack ldap restarts once, to serve its IPA certificate, just as the KDC's own
-# certificate arrives).
-start_krb5kdc() {
-    local tries=0
-    until directory -b "$realm_dn" -s base dn >/dev/null 2>&1 || [ "$tries" -ge 240 ]; do
-        sleep 0.5
-        tries=$((tries + 1))
-    done
-    /usr/sbin/krb5kdc -n &
-    kdc=$!
-}
-start_krb5kdc
-trap 'kill "$kdc" 2>/dev/null; wait "$kdc"; exit 0' TERM INT  # a clean stop, as with exec
-while kill -0 "$kdc" 2>/dev/null; do
-    # Wake for the next look or as soon as krb5kdc ends (then this container ends with
-    # it and its restart policy starts it again, as when krb5kdc ran by exec).
-    sleep "$interval" & sleeper=$!
-    wait -n "$kdc" "$sleeper" || true
-    kill -0 "$kdc" 2>/dev/null || { kill "$sleeper" 2>/dev/null; break; }
-    pkinit_files "$run/next" 2>/dev/null || continue
-    # A new stack: the CA publishes this certificate a moment before ldap's own, for
-    # which ldap restarts; switch after that restart (at most 2 minutes' wait), not
-    # during it.
-    if [ "$(cat "$run/pkinit")" = off ] && [ "${held:=0}" -lt $((120 / interval)) ] &&
-            ! openssl s_client -connect "${ready%%:*}:${ready##*:}" -starttls ldap \
-              -CAfile "$run/next/ca.pem" -verify_return_error </dev/null >/dev/null 2>&1; then
-        held=$((held + 1))
-        continue
-    fi
-    if [ "$(cat "$run/pkinit")" = on ] && cmp -s "$run/next/kdc.crt" "$run/kdc.crt" &&
-            cmp -s "$run/next/ca.pem" "$run/ca.pem"; then
-        continue
-    fi
-    for file in kdc.key ca.pem kdc.crt; do mv -f "$run/next/$file" "$run/$file"; done
-    kdc_conf on && pkinit_enabled
-    ipabuild_log "PKINIT certificate $(openssl x509 -in "$run/kdc.crt" -noout -serial -enddate | tr '\n' ' '): restarting krb5kdc to serve it"
-    kill "$kdc"; wait "$kdc" || true
-    start_krb5kdc
-    served on  # the health check says "settling" until then (healthcheck.sh)
-    interval=$poll
-done
-wait "$kdc"
+# krb5kdc with PKINIT (anonymous PKINIT: FAST armor, `kinit -n`) once the ca service has
+# published the KDC's certificate, restarted for a renewed one: kdc_pkinit.py says how.
+exec python3 /usr/local/lib/ipabuild/kdc_pkinit.py "$run" -- /usr/sbin/krb5kdc -n

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, "/usr/local/lib/ipabuild")
 import derived_keys
+from child_process import Child
 
 SEED = "ldap-tls-key-seed"
 LABEL = "ldap-tls"
@@ -46,30 +46,6 @@ POLL_AFTERWARDS = float(os.environ.get("IPABUILD_CERT_POLL", "300"))
 
 def log(message: str) -> None:
     print(f"slapd_tls: {message}", file=sys.stderr, flush=True)
-
-
-class Supervisor:
-    """ns-slapd as a child process that can be restarted in place."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.argv = argv
-        self.child: subprocess.Popen[bytes] | None = None
-        self.stopping = False
-
-    def start(self) -> None:
-        self.child = subprocess.Popen(self.argv)
-
-    def stop(self) -> int:
-        if self.child is None:
-            return 0
-        if self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
-        return self.child.wait()
-
-    def forward(self, signum: int, _frame: Any) -> None:
-        self.stopping = True
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signum)
 
 
 class Directory:
@@ -186,19 +162,16 @@ def run(config_dir: str, ldapi_uri: str, slapd_argv: list[str]) -> int:
     except derived_keys.KeyError_ as exc:
         log(f"{exc}; serving the certificate already in the NSS database")
         key = None
-    supervisor = Supervisor(slapd_argv)
-    signal.signal(signal.SIGTERM, supervisor.forward)
-    signal.signal(signal.SIGINT, supervisor.forward)
+    supervisor = Child(slapd_argv)
+    supervisor.handle_signals()
     supervisor.start()
     directory = Directory(ldapi_uri, suffix, service_dn)
     nss = NssDatabase(config_dir)
     interval = POLL_UNTIL_INSTALLED
     while True:
-        assert supervisor.child is not None
-        try:
-            return supervisor.child.wait(timeout=interval)
-        except subprocess.TimeoutExpired:
-            pass
+        status = supervisor.wait(timeout=interval)
+        if status is not None:
+            return status
         if supervisor.stopping or key is None:
             continue
         try:

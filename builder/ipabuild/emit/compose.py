@@ -30,10 +30,10 @@ from typing import Any
 import yaml
 
 from ipabuild.core.hostids import USERNS_SIZE, legacy_uid, legacy_userns_base
-from ipabuild.core.resolver import DNS_OPTIONS, service_addresses
+from ipabuild.core.resolver import DNS_OPTIONS
 from ipabuild.spec.model import Project, Service
 from ipabuild.spec.ordering import dependency_order
-from ipabuild.spec.routes import host_names
+from ipabuild.spec.routes import fixed_hosts, host_names
 
 COMPOSE_STACK = "compose"
 COMPOSE_FILE = Path("compose") / "compose.yaml"
@@ -112,10 +112,8 @@ def compose_document(project: Project, services: list[Service]) -> dict[str, Any
     """The compose document as data (ordered by dependencies)."""
     tag = project.image.tag
     ordered = dependency_order(services)
-    addresses = {name: _address(address) for name, address in
-                 service_addresses(DEFAULT_SUBNET, [s.name for s in ordered]).items()}
-    hosts = {**addresses, **{name: addresses[s.name] for s in ordered
-                             for name in host_names(s, project.domain, project.server_name)}}
+    hosts = {name: _address(address) for name, address in
+             fixed_hosts(DEFAULT_SUBNET, ordered, project.domain, project.server_name).items()}
     entries: dict[str, Any] = {}
     for service in ordered:
         entry = _service_entry(project, service, tag, hosts)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipabuild.core.errors import ConfigError
+from ipabuild.core.resolver import service_addresses
 from ipabuild.spec.model import Port, Service
 
 
@@ -69,3 +70,13 @@ def host_names(service: Service, domain: str, server_name: str) -> list[str]:
     and its aliases; each short and under ``domain``."""
     labels = [*([server_name] if service.serves_name else []), service.name, *service.aliases]
     return [name for label in labels for name in (label, f"{label}.{domain}")]
+
+
+def fixed_hosts(subnet: str, services: list[Service], domain: str,
+                server_name: str) -> dict[str, str]:
+    """Every host name of every service (``host_names``) → the service's fixed address
+    in ``subnet`` (``service_addresses``, in the given order): the /etc/hosts entries
+    `ipabuild up` and compose/ give every container, so that no daemon waits on DNS."""
+    addresses = service_addresses(subnet, [service.name for service in services])
+    return {name: addresses[service.name] for service in services
+            for name in host_names(service, domain, server_name)}

@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 
 from ipabuild.core.errors import IpabuildError
-from ipabuild.core.resolver import DNS_OPTIONS, NETAVARK_DNS_SEARCH, service_addresses
+from ipabuild.core.resolver import DNS_OPTIONS, NETAVARK_DNS_SEARCH
 from ipabuild.spec.model import Service
+from ipabuild.spec.routes import fixed_hosts as routes_fixed_hosts
 from ipabuild.spec.routes import host_names
 from ipabuild.stack.idranges import StackIds
 
@@ -149,5 +150,8 @@ def config_digest(image_id: str, args: dict) -> str:  # type: ignore[type-arg]
 
 def fixed_hosts(subnet: str, plans: list[ServicePlan]) -> dict[str, str]:
     """Every host name of every service (``ServicePlan.names``) → its fixed address."""
-    addresses = service_addresses(subnet, [plan.service.name for plan in plans])
-    return {name: addresses[plan.service.name] for plan in plans for name in plan.names()}
+    if not plans:
+        return {}
+    first = plans[0]
+    return routes_fixed_hosts(subnet, [plan.service for plan in plans], first.domain,
+                              first.server_name)

@@ -148,6 +148,27 @@ def wait_master_key(uri: str, dm_password: str, realm: str, suffix: str) -> None
         tries += 1
 
 
+def database_exists(uri: str, dm_password: str, base_dn: str) -> bool:
+    """Whether the directory already has a backend or mapping tree for the CA's database:
+    left by an init that was stopped. Only then has pkispawn anything to remove
+    (``pki_ds_remove_data``): its ``ca-db-remove`` is a JVM start, 1 s of a first up,
+    that finds nothing on a new stack."""
+    import ldap
+    import ldap.filter
+
+    connection = ldap.initialize(uri)
+    try:
+        connection.simple_bind_s("cn=Directory Manager", dm_password)
+        value = ldap.filter.escape_filter_chars(base_dn)
+        backends = connection.search_s("cn=ldbm database,cn=plugins,cn=config",
+                                       ldap.SCOPE_ONELEVEL, f"(nsslapd-suffix={value})", ["cn"])
+        trees = connection.search_s("cn=mapping tree,cn=config", ldap.SCOPE_ONELEVEL,
+                                    f"(cn={value})", ["cn"])
+    finally:
+        connection.unbind_s()
+    return bool(backends or trees)
+
+
 def initialised() -> bool:
     return MARKER.exists() and CS_CFG.exists()
 
@@ -281,6 +302,10 @@ def init() -> None:
     # creates it first thing on a fresh stack. (Upstream installs the CA before the plugin.)
     wait_master_key(f"ldap://{ldap_host}:{ldap_port}", values["DM_PASSWORD"],
                     env.get("IPA_REALM", ""), env.get("IPA_SUFFIX", ""))
+    found = database_exists(f"ldap://{ldap_host}:{ldap_port}", values["DM_PASSWORD"], base_dn)
+    values["DS_REMOVE_DATA"] = str(found)
+    if found:
+        log(f"the directory holds {base_dn} from an earlier init: pkispawn replaces it")
     prepare_volumes(ca_hostname)
     run_pkispawn(values)
     hand_over_to_group_zero()

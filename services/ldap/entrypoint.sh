@@ -33,11 +33,14 @@ start_foreground() {
     fi
     # ns-slapd runs under slapd_tls.py, which installs the certificate the IPA CA issues
     # for ldap (once the ca service runs) and restarts ns-slapd to serve it.
-    exec python3 /usr/local/lib/ipabuild/slapd_tls.py "$config" "$ldapi_url" -- \
+    # TLS (on $secure_port) starts with the IPA CA's first certificate for ldap.
+    SLAPD_SECURE_PORT=$secure_port \
+        exec python3 /usr/local/lib/ipabuild/slapd_tls.py "$config" "$ldapi_url" -- \
         /usr/sbin/ns-slapd -D "$config" -i "$data/run/slapd-$instance.pid" -d 266354688
 }
 
 init_port=13389   # instance.inf's port: nobody outside expects it
+secure_port=3636  # the spec's ldaps port
 
 check_existing_data() {
     if [ -e "$config/dse.ldif" ]; then
@@ -67,8 +70,8 @@ initialise() {
     ipabuild_log "creating instance '$instance' under $data as UID $(id -u) GID $(id -g)"
     mkdir -p "$data/config" "$data/db" "$data/etc/default" "$data/var-lib-ipa/sysrestore" \
         "$data/var-lib-ipa/sysupgrade" "$data/log/ipa"
-    # /etc/dirsrv is a link to $data/etc/dirsrv: the instance's config and dscreate's
-    # self-signed CA (ssca) live on the volume, never in the image.
+    # /etc/dirsrv is a link to $data/etc/dirsrv: the instance's config and its NSS
+    # database live on the volume, never in the image.
     cp -r /usr/share/ipabuild/dirsrv-etc "$data/etc/dirsrv"
     # lib389 uses container paths (ldapi URI, no systemd, no pid file under /run) only
     # when this file exists; configparser reads it, so '%' is written '%%'.

@@ -66,9 +66,10 @@ SKIPPED_UPDATE_PLUGINS: dict[str, str] = {
         "single-directory stack never has"),
     "update_upload_cacrt": (
         "uploads the CA certificates of 389-ds's own NSS database into IPA's certificate "
-        "store as trusted; in the split stack that database holds only 389-ds's "
-        "self-signed CA, never IPA's: the ca service publishes the IPA CA's certificate "
-        "into cn=CAcert (made by 19-ipabuild-ca-certificate.update)"),
+        "store as trusted; in the split stack that database holds no CA certificate when "
+        "the updates run (the IPA CA runs only after the directory): the ca service "
+        "publishes the IPA CA's certificate into cn=CAcert (made by "
+        "19-ipabuild-ca-certificate.update)"),
 }
 # KrbInstance's directory steps (krbinstance.py), run here because they are LDIF only.
 KERBEROS_LDIFS = ("kerberos.ldif", "default-aci.ldif", "pwd-extop-conf.ldif")

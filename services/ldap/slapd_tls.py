@@ -2,14 +2,17 @@
 
 389-ds reads its server certificate only when it starts, and the IPA CA can run only
 after the directory (Dogtag's database lives in it). So on a fresh stack ns-slapd first
-serves with dscreate's self-signed certificate; the ca service then certifies ldap's key
-(derived from the ``ldap-tls-key-seed`` secret, derived_keys.py) and publishes the
-certificate on the ldap/<fqdn> service entry. This process runs ns-slapd as its child,
-watches that entry over LDAPI, and when it holds a valid certificate for the key that
-the NSS database does not, imports it (with the IPA CA as a trusted issuer) as
-``Server-Cert`` and restarts ns-slapd: what ipa-server-install does once its CA exists
-(``DsInstance.enable_ssl``, then a restart). Later starts serve the IPA certificate
-from the first second; a re-issued certificate is picked up the same way.
+serves plain LDAP only: dscreate makes no certificate (``self_sign_cert = False``, as
+FreeIPA's DsInstance creates its instance; a self-signed placeholder cost 3.7 s of the
+first ``up``). The ca service then certifies ldap's key (derived from the
+``ldap-tls-key-seed`` secret, derived_keys.py) and publishes the certificate on the
+ldap/<fqdn> service entry. This process runs ns-slapd as its child, watches that entry
+over LDAPI, and when it holds a valid certificate for the key that the NSS database does
+not, imports it (with the IPA CA as a trusted issuer) as ``Server-Cert``, turns
+``nsslapd-security`` on if it is off, and restarts ns-slapd: what ipa-server-install
+does once its CA exists (``DsInstance.enable_ssl``, then a restart). Later starts serve
+the IPA certificate from the first second; a re-issued certificate is picked up the
+same way.
 
 SIGTERM and SIGINT go to ns-slapd; this process exits with ns-slapd's status.
 
@@ -38,6 +41,8 @@ SEED = "ldap-tls-key-seed"
 LABEL = "ldap-tls"
 NICKNAME = "Server-Cert"   # dscreate's name, which cn=RSA,cn=encryption,cn=config names
 CA_NICKNAME = "IPA CA"
+# Where TLS listens once it is on (the entrypoint says; lib389's default otherwise).
+SECURE_PORT = int(os.environ.get("SLAPD_SECURE_PORT", "636"))
 POLL_UNTIL_INSTALLED = 1.0
 # Then, for renewed certificates (the ca service's renewer publishes them beside the old
 # ones), every IPABUILD_CERT_POLL seconds.
@@ -69,6 +74,23 @@ class Directory:
     def certificates(self) -> list[x509.Certificate]:
         return [x509.load_der_x509_certificate(der, default_backend())
                 for der in self._values(self.service_dn, "userCertificate;binary")]
+
+    def security_on(self) -> bool:
+        """Whether cn=config has ``nsslapd-security: on`` (TLS at ns-slapd's next start)."""
+        return self._values("cn=config", "nsslapd-security") == [b"on"]
+
+    def enable_security(self, port: int) -> None:
+        """``nsslapd-security: on`` and the secure port, read at ns-slapd's next start:
+        the modify FreeIPA's ``DsInstance.__enable_ssl`` makes (dscreate's template
+        already holds the cn=RSA entry naming ``Server-Cert``)."""
+        conn = ldap.initialize(self.uri)
+        try:
+            conn.sasl_non_interactive_bind_s("EXTERNAL")
+            conn.modify_s("cn=config", [
+                (ldap.MOD_REPLACE, "nsslapd-secureport", [str(port).encode()]),
+                (ldap.MOD_REPLACE, "nsslapd-security", [b"on"])])
+        finally:
+            conn.unbind_s()
 
     def ca_certificates(self) -> list[x509.Certificate]:
         return [x509.load_der_x509_certificate(der, default_backend())
@@ -152,6 +174,42 @@ def wanted(directory: Directory, nss: NssDatabase,
     return issued, False
 
 
+# What one look at the directory leads to.
+SOON, IDLE, RESTART = "look again soon", "look again later", "restart ns-slapd"
+
+
+def look(directory: Directory, nss: NssDatabase, key: Any) -> str:
+    """Install the newest certificate the IPA CA issued for ``key`` if ns-slapd's NSS
+    database lacks it, and turn TLS on if it is off; RESTART when ns-slapd must start
+    again to serve either. A certificate installed while TLS stays off (a turn-on that
+    failed, or a stop in between) is turned on at the next look."""
+    try:
+        pending, serving = wanted(directory, nss, key)
+        tls_on = directory.security_on()
+    except (ldap.LDAPError, OSError, ValueError):
+        return SOON  # not answering yet, or mid-start: the next look sees it
+    if pending is None and (tls_on or not serving):
+        return IDLE if serving else SOON
+    if pending is not None:
+        log(f"the IPA CA issued {pending.subject.rfc4514_string()} (serial "
+            f"{pending.serial_number}); installing it as {NICKNAME} and restarting ns-slapd")
+        try:
+            nss.install(key, pending, directory.ca_certificates())
+        except subprocess.CalledProcessError as exc:
+            log(f"installing the certificate failed ({' '.join(exc.cmd[:2])}: "
+                f"{exc.stderr.decode(errors='replace').strip()}); keeping the current one, "
+                f"trying again in {POLL_AFTERWARDS:.0f}s")
+            return IDLE
+    if not tls_on:
+        try:
+            directory.enable_security(SECURE_PORT)
+        except ldap.LDAPError as exc:
+            log(f"turning TLS on failed ({exc}); trying again")
+            return SOON
+        log(f"TLS on, port {SECURE_PORT}: it starts with this first certificate")
+    return RESTART
+
+
 def run(config_dir: str, ldapi_uri: str, slapd_argv: list[str]) -> int:
     realm, domain, suffix = (os.environ["IPA_REALM"], os.environ["IPA_DOMAIN"],
                              os.environ["IPA_SUFFIX"])
@@ -174,23 +232,9 @@ def run(config_dir: str, ldapi_uri: str, slapd_argv: list[str]) -> int:
             return status
         if supervisor.stopping or key is None:
             continue
-        try:
-            pending, serving = wanted(directory, nss, key)
-        except (ldap.LDAPError, OSError, ValueError):
-            continue  # not answering yet, or mid-start: the next round sees it
-        if serving:
-            interval = POLL_AFTERWARDS
-        if pending is None:
-            continue
-        log(f"the IPA CA issued {pending.subject.rfc4514_string()} (serial "
-            f"{pending.serial_number}); installing it as {NICKNAME} and restarting ns-slapd")
-        try:
-            nss.install(key, pending, directory.ca_certificates())
-        except subprocess.CalledProcessError as exc:
-            log(f"installing the certificate failed ({' '.join(exc.cmd[:2])}: "
-                f"{exc.stderr.decode(errors='replace').strip()}); keeping the current one, "
-                f"trying again in {POLL_AFTERWARDS:.0f}s")
-            interval = POLL_AFTERWARDS
+        action = look(directory, nss, key)
+        if action != RESTART:
+            interval = POLL_AFTERWARDS if action == IDLE else interval
             continue
         status = supervisor.stop()
         if supervisor.stopping:

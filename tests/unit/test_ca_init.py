@@ -18,7 +18,7 @@ TEMPLATE = (ROOT / "services/ca/pkispawn.cfg.j2").read_text()
 def _values() -> dict[str, str]:
     return {"CA_HOSTNAME": "ca", "LDAP_HOST": "ldap", "LDAP_PORT": "3389",
             "BASE_DN": "o=ipaca", "DM_PASSWORD": "dm%pw&|\\x", "ADMIN_PASSWORD": "a",
-            "PKCS12_PASSWORD": "p", "PKI_USER": "1000660000"}
+            "PKCS12_PASSWORD": "p", "PKI_USER": "1000660000", "DS_REMOVE_DATA": "False"}
 
 
 def test_every_slot_of_the_real_template_is_filled_and_percent_escaped() -> None:
@@ -27,6 +27,7 @@ def test_every_slot_of_the_real_template_is_filled_and_percent_escaped() -> None
     assert "pki_ds_hostname=ldap" in rendered and "pki_hostname=ca" in rendered
     # The instance belongs to the running user and group 0: no chown to anyone else.
     assert "pki_user=1000660000" in rendered and "pki_group=root" in rendered
+    assert "pki_ds_remove_data=False" in rendered  # nothing of an earlier init to remove
     assert not any(ca_init.SLOT.search(line) for line in rendered.splitlines()
                    if not line.startswith("#"))
 
@@ -63,7 +64,7 @@ class _FakeLdap(types.ModuleType):
     """python-ldap as wait_master_key uses it: each connection answers with the next of
     ``answers`` (an exception class to raise, or the search result)."""
 
-    SCOPE_BASE = 0
+    SCOPE_BASE, SCOPE_ONELEVEL = 0, 1
 
     class LDAPError(Exception):
         pass
@@ -121,6 +122,25 @@ def test_a_wrong_directory_manager_secret_is_a_clear_error_not_a_wait(
     monkeypatch.setitem(sys.modules, "ldap", _FakeLdap([_FakeLdap.INVALID_CREDENTIALS]))
     with pytest.raises(ca_init.InitError, match="ldap-dm-password"):
         ca_init.wait_master_key("ldap://ldap:3389", "pw", "EXAMPLE.TEST", "dc=example,dc=test")
+
+
+def test_pkispawn_removes_a_database_only_when_an_earlier_init_left_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new stack has no o=ipaca backend: pkispawn's JVM removal step is skipped."""
+    escape = types.ModuleType("ldap.filter")
+    escape.escape_filter_chars = lambda value: value.replace("*", "\\2a")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ldap.filter", escape)
+    fake = _FakeLdap([[], []])
+    fake.filter = escape  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ldap", fake)
+    assert not ca_init.database_exists("ldap://ldap:3389", "pw", "o=ipaca")
+    assert fake.searched == [("cn=ldbm database,cn=plugins,cn=config", "(nsslapd-suffix=o=ipaca)"),
+                             ("cn=mapping tree,cn=config", "(cn=o=ipaca)")]
+    backend = [("cn=ipaca,cn=ldbm database,cn=plugins,cn=config", {})]
+    for answers in ([backend, []], [[], [("cn=o\\3Dipaca,cn=mapping tree,cn=config", {})]]):
+        monkeypatch.setitem(sys.modules, "ldap", _FakeLdap(answers))
+        sys.modules["ldap"].filter = escape  # type: ignore[attr-defined]
+        assert ca_init.database_exists("ldap://ldap:3389", "pw", "o=ipaca")
 
 
 def test_init_refuses_root_and_a_group_other_than_zero(monkeypatch: pytest.MonkeyPatch) -> None:

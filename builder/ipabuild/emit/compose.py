@@ -136,7 +136,13 @@ def compose_document(project: Project, services: list[Service]) -> dict[str, Any
             if service.depends_on:
                 one_shot["depends_on"] = list(service.depends_on)
             entries[f"{service.name}-init"] = one_shot
-            entry["depends_on"] = [*service.depends_on, f"{service.name}-init"]
+            # The daemon does not depend on its init: it waits for the init's marker on
+            # the shared volumes itself. podman-compose turns a dependency into podman's
+            # --requires and waits for it to be *running* (`podman wait
+            # --condition=running`); an init has exited, within a second on existing
+            # volumes, so `up -d` hung before the daemon and everything after it, and
+            # podman 4.3 refuses to start a container whose required one has exited
+            # ("generating dependency graph ... not found in input list").
         entries[service.name] = entry
     return {
         "name": "ipabuild",

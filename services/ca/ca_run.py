@@ -26,6 +26,7 @@ directory's suffix).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import signal
@@ -111,12 +112,15 @@ def publish_ca_certificate(place: Place, dm_password: str) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    der = signing_certificate(place)
-    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    partial = CA_PEM.with_suffix(".partial")
-    partial.write_bytes(pem)
-    partial.replace(CA_PEM)
+    try:
+        der = signing_certificate(place)
+        pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        partial = CA_PEM.with_suffix(".partial")
+        partial.write_bytes(pem)
+        partial.replace(CA_PEM)
+    except (OSError, ValueError) as exc:  # CS.cfg or the NSS database unreadable, bad DER
+        raise RunError(f"reading the CA signing certificate failed: {exc}") from exc
     conn = ldap.initialize(place.ldap_uri)
     conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 30)
     try:
@@ -131,7 +135,8 @@ def publish_ca_certificate(place: Place, dm_password: str) -> None:
         raise RunError(f"publishing the CA certificate at {place.ca_cert_dn} failed: "
                        f"{exc}") from exc
     finally:
-        conn.unbind_s()
+        with contextlib.suppress(ldap.LDAPError):
+            conn.unbind_s()
     log(f"published the CA certificate at {place.ca_cert_dn}")
 
 
@@ -150,7 +155,8 @@ def wait_ldap_answers(place: Place, tomcat_ended: threading.Event) -> bool:
         except ldap.LDAPError:
             pass
         finally:
-            conn.unbind_s()
+            with contextlib.suppress(ldap.LDAPError):
+                conn.unbind_s()
         if time.monotonic() - said >= 30:
             said = time.monotonic()
             log(f"waiting for ldap to answer LDAP at {place.ldap_uri} (the CA's database "

@@ -2,15 +2,22 @@
 statuses lead to, the signing certificate's nickname from CS.cfg, and the loop around
 Tomcat: a restart the renewer asked for installs the staged certificates and publishes
 the CA certificate before Tomcat starts again; without one, the container ends with
-Tomcat's status."""
+Tomcat's status. The CA certificate is published once, and a missing entry says what
+to do."""
 
 from __future__ import annotations
 
+import datetime
 import sys
 import threading
+import types
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from service_modules import load
 
 load("services/common/child_process.py")  # what ca_run imports beside it
@@ -105,3 +112,67 @@ def test_a_stop_of_the_container_ends_with_status_0_and_no_restart(
     assert result == [0]
     assert not flag.exists()  # a stop cancels the restart the renewer had asked for
     assert loop["ran"] == []
+
+
+class _FakeLdap(types.ModuleType):
+    """python-ldap as publish_ca_certificate uses it; the modify raises ``answer``."""
+
+    MOD_ADD, OPT_NETWORK_TIMEOUT = 0, 1
+
+    class LDAPError(Exception):
+        pass
+
+    class TYPE_OR_VALUE_EXISTS(LDAPError):  # python-ldap's name
+        pass
+
+    class NO_SUCH_OBJECT(LDAPError):  # python-ldap's name
+        pass
+
+    def __init__(self, answer: type[Exception] | None) -> None:
+        super().__init__("ldap")
+        self.answer, self.added = answer, []
+
+    def initialize(self, uri: str) -> object:
+        fake = self
+
+        class Connection:
+            def set_option(self, option: int, value: object) -> None:
+                pass
+
+            def simple_bind_s(self, who: str, password: str) -> None:
+                pass
+
+            def modify_s(self, dn: str, mods: list[tuple[int, str, list[bytes]]]) -> None:
+                if fake.answer is not None:
+                    raise fake.answer()
+                fake.added.append((dn, mods[0][1]))
+
+            def unbind_s(self) -> None:
+                raise fake.LDAPError("never connected")  # must not hide the outcome
+
+        return Connection()
+
+
+def test_the_ca_certificate_is_published_once_and_a_missing_entry_says_what_to_do(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Certificate Authority")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    for attr in ("RUN_DIR", "CA_PEM"):
+        monkeypatch.setattr(ca_run, attr, tmp_path / getattr(ca_run, attr).name)
+    monkeypatch.setattr(ca_run, "signing_certificate", lambda place: der)
+    place = ca_run.Place.from_environment({"IPA_SUFFIX": "dc=example,dc=test"})
+    fake = _FakeLdap(None)
+    monkeypatch.setitem(sys.modules, "ldap", fake)
+    ca_run.publish_ca_certificate(place, "pw")
+    assert fake.added == [("cn=CAcert,cn=ipa,cn=etc,dc=example,dc=test", "cACertificate;binary")]
+    assert x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes()) == cert
+    monkeypatch.setitem(sys.modules, "ldap", _FakeLdap(_FakeLdap.TYPE_OR_VALUE_EXISTS))
+    ca_run.publish_ca_certificate(place, "pw")  # already there: nothing to do
+    monkeypatch.setitem(sys.modules, "ldap", _FakeLdap(_FakeLdap.NO_SUCH_OBJECT))
+    with pytest.raises(ca_run.RunError, match="newer ldap image"):
+        ca_run.publish_ca_certificate(place, "pw")

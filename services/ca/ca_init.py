@@ -28,6 +28,7 @@ provides one through nss_wrapper where the UID has none).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import pwd
@@ -156,17 +157,27 @@ def database_exists(uri: str, dm_password: str, base_dn: str) -> bool:
     import ldap
     import ldap.filter
 
-    connection = ldap.initialize(uri)
-    try:
-        connection.simple_bind_s("cn=Directory Manager", dm_password)
-        value = ldap.filter.escape_filter_chars(base_dn)
-        backends = connection.search_s("cn=ldbm database,cn=plugins,cn=config",
-                                       ldap.SCOPE_ONELEVEL, f"(nsslapd-suffix={value})", ["cn"])
-        trees = connection.search_s("cn=mapping tree,cn=config", ldap.SCOPE_ONELEVEL,
-                                    f"(cn={value})", ["cn"])
-    finally:
-        connection.unbind_s()
-    return bool(backends or trees)
+    value = ldap.filter.escape_filter_chars(base_dn)
+    tries = 20  # the directory may be restarting: 10 s of tries, then a clear error
+    while True:
+        connection = ldap.initialize(uri)
+        try:
+            connection.simple_bind_s("cn=Directory Manager", dm_password)
+            backends = connection.search_s("cn=ldbm database,cn=plugins,cn=config",
+                                           ldap.SCOPE_ONELEVEL, f"(nsslapd-suffix={value})",
+                                           ["cn"])
+            trees = connection.search_s("cn=mapping tree,cn=config", ldap.SCOPE_ONELEVEL,
+                                        f"(cn={value})", ["cn"])
+            return bool(backends or trees)
+        except ldap.LDAPError as exc:
+            tries -= 1
+            if not tries:
+                raise InitError(f"looking for an earlier {base_dn} in the directory at "
+                                f"{uri} failed: {exc}") from exc
+        finally:
+            with contextlib.suppress(ldap.LDAPError):
+                connection.unbind_s()
+        time.sleep(0.5)
 
 
 def initialised() -> bool:

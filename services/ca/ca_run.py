@@ -179,17 +179,14 @@ class Tomcat(Child):
     def start(self) -> None:
         super().start()
         assert self.process is not None
+        if self.stopping:  # a stop that came while Popen ran found no process to signal
+            self.process.send_signal(signal.SIGTERM)
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         TOMCAT_PID.write_text(f"{self.process.pid}\n", encoding="utf-8")
 
     def forward(self, signum: int, frame: Any) -> None:
         RESTART_FLAG.unlink(missing_ok=True)
         super().forward(signum, frame)
-
-    def terminate(self) -> None:
-        """SIGTERM without waiting (from IPA's side, which must not wait on it)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
 
 
 def setup_outcome(status: int) -> tuple[bool, bool, str | None]:
@@ -206,8 +203,21 @@ def setup_outcome(status: int) -> tuple[bool, bool, str | None]:
     return False, False, "IPA's CA setup failed (the line above says why); the CA stays unhealthy"
 
 
-def ipa_side(place: Place, tomcat: Tomcat, ended: threading.Event) -> None:
-    """IPA's side of the CA for one Tomcat run (see the module's docstring)."""
+def stop_run(process: subprocess.Popen[bytes], ended: threading.Event) -> None:
+    """SIGTERM to this run's Tomcat, never to a later one (a restart may have started it
+    meanwhile), and without waiting: the main loop waits."""
+    if not ended.is_set() and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+
+
+def exit_status(returncode: int) -> int:
+    """The container's status for Tomcat's: a signal's death as the shell says it
+    (SIGKILL, from the OOM killer: 137), not Python's negative number."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def ipa_side(place: Place, process: subprocess.Popen[bytes], ended: threading.Event) -> None:
+    """IPA's side of the CA for one Tomcat run (``process``; see the module's docstring)."""
     SETUP_MARKER.unlink(missing_ok=True)
     try:
         if not wait_ldap_answers(place, ended):
@@ -216,7 +226,7 @@ def ipa_side(place: Place, tomcat: Tomcat, ended: threading.Event) -> None:
     except RunError as exc:
         log(f"FATAL: {exc}")
         log("stopping: the CA certificate could not be published (above)")
-        tomcat.terminate()
+        stop_run(process, ended)
         return
     status = subprocess.run([sys.executable, str(LIB / "ipa_ca.py"), "setup"], check=False,
                             env={**os.environ, "IPA_CA_START_TIMEOUT": place.start_timeout}
@@ -225,7 +235,7 @@ def ipa_side(place: Place, tomcat: Tomcat, ended: threading.Event) -> None:
     if said:
         log(said)
     if stop:
-        tomcat.terminate()
+        stop_run(process, ended)
     if not healthy:
         return
     SETUP_MARKER.write_text(
@@ -247,14 +257,17 @@ def run(place: Place) -> int:
     tomcat = Tomcat(TOMCAT)
     tomcat.handle_signals()
     while True:
+        if tomcat.stopping:  # the container was stopped between two runs
+            return 0
         tomcat.start()
-        ended = threading.Event()
-        threading.Thread(target=ipa_side, args=(place, tomcat, ended), daemon=True).start()
         assert tomcat.process is not None
+        ended = threading.Event()
+        threading.Thread(target=ipa_side, args=(place, tomcat.process, ended),
+                         daemon=True).start()
         status = tomcat.process.wait()
         ended.set()
         if tomcat.stopping or not RESTART_FLAG.exists():
-            return 0 if tomcat.stopping else status
+            return 0 if tomcat.stopping else exit_status(status)
         RESTART_FLAG.unlink(missing_ok=True)
         log("Tomcat stopped to install renewed system certificates")
         if subprocess.run([sys.executable, str(LIB / "renewer.py"), "install-staged"],
@@ -265,8 +278,6 @@ def run(place: Place) -> int:
         except RunError as exc:
             log(f"FATAL: {exc}")
             return 1
-        if tomcat.stopping:  # the container was stopped meanwhile
-            return 0
         log("starting Tomcat again")
 
 

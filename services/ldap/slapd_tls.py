@@ -218,7 +218,8 @@ def run(config_dir: str, ldapi_uri: str, slapd_argv: list[str]) -> int:
     try:
         key = derived_keys.derive(derived_keys.read_secret(SEED), LABEL)
     except derived_keys.KeyError_ as exc:
-        log(f"{exc}; serving the certificate already in the NSS database")
+        log(f"{exc}; TLS stays as it is (on with the certificate already in the NSS "
+            f"database; off on a new instance, which has none)")
         key = None
     supervisor = Child(slapd_argv)
     supervisor.handle_signals()

@@ -136,6 +136,13 @@ def test_pkispawn_removes_a_database_only_when_an_earlier_init_left_one(
     assert not ca_init.database_exists("ldap://ldap:3389", "pw", "o=ipaca")
     assert fake.searched == [("cn=ldbm database,cn=plugins,cn=config", "(nsslapd-suffix=o=ipaca)"),
                              ("cn=mapping tree,cn=config", "(cn=o=ipaca)")]
+    # The directory restarting (a refused connection) is tried again, not a traceback.
+    monkeypatch.setattr(ca_init.time, "sleep", lambda seconds: None)
+    fake = _FakeLdap([_FakeLdap.SERVER_DOWN, [], []])
+    fake.filter = escape  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ldap", fake)
+    assert not ca_init.database_exists("ldap://ldap:3389", "pw", "o=ipaca")
+    assert fake.answers == []
     backend = [("cn=ipaca,cn=ldbm database,cn=plugins,cn=config", {})]
     for answers in ([backend, []], [[], [("cn=o\\3Dipaca,cn=mapping tree,cn=config", {})]]):
         monkeypatch.setitem(sys.modules, "ldap", _FakeLdap(answers))

@@ -57,7 +57,7 @@ def loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]
     for name in ("RUN_DIR", "TOMCAT_PID", "SETUP_MARKER", "RESTART_FLAG", "CA_PEM"):
         monkeypatch.setattr(ca_run, name, tmp_path / getattr(ca_run, name).name)
     monkeypatch.setattr(ca_run.Tomcat, "handle_signals", lambda self: None)
-    monkeypatch.setattr(ca_run, "ipa_side", lambda place, tomcat, ended: None)
+    monkeypatch.setattr(ca_run, "ipa_side", lambda place, process, ended: None)
     monkeypatch.setattr(ca_run, "dm_password", lambda: "pw")
     monkeypatch.setattr(ca_run, "publish_ca_certificate",
                         lambda place, password: done["published"].append(password))
@@ -176,3 +176,15 @@ def test_the_ca_certificate_is_published_once_and_a_missing_entry_says_what_to_d
     monkeypatch.setitem(sys.modules, "ldap", _FakeLdap(_FakeLdap.NO_SUCH_OBJECT))
     with pytest.raises(ca_run.RunError, match="newer ldap image"):
         ca_run.publish_ca_certificate(place, "pw")
+
+
+def test_a_run_stops_only_its_own_tomcat_and_a_signal_death_reads_as_the_shell_says() -> None:
+    """IPA's side of an earlier run must not stop the Tomcat a restart started since."""
+    process = ca_run.subprocess.Popen(["sleep", "30"])
+    ended = threading.Event()
+    ended.set()  # its run is over: a later Tomcat may be running
+    ca_run.stop_run(process, ended)
+    assert process.poll() is None
+    ca_run.stop_run(process, threading.Event())
+    assert process.wait(timeout=10) == -15
+    assert ca_run.exit_status(-9) == 137 and ca_run.exit_status(3) == 3

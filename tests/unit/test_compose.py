@@ -75,3 +75,13 @@ def test_nothing_depends_on_a_one_time_init() -> None:
     assert inits
     for name, service in services.items():
         assert not inits & set(service.get("depends_on", [])), name
+
+
+def test_compose_publishes_tcp_only() -> None:
+    """podman 4.3 picks a UDP publish's host port by probing TCP (``stack.hostports``):
+    compose leaves UDP unpublished rather than fail one start in so many."""
+    services = yaml.safe_load((ROOT / "compose" / "compose.yaml").read_text())["services"]
+    published = [p for s in services.values() for p in s.get("ports", [])]
+    assert published and all(p.startswith("127.0.0.1::") for p in published)
+    assert not [p for p in published if p.endswith("/udp")]
+    assert "127.0.0.1::8088/tcp" in services["kdc"]["ports"]

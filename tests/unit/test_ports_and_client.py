@@ -55,7 +55,8 @@ def test_the_sysctl_reaches_podman_compose_and_the_pod() -> None:
     services = load_services(ROOT, project, [])
     http = next(s for s in services if s.sysctls)
     plan = ServicePlan("s", http, "img", project.domain, "net",
-                       StackIds(uids={http.name: 2_000_000_001}))
+                       StackIds(uids={http.name: 2_000_000_001},
+                                ports={f"{http.name}:{p.port}": 20000 for p in http.ports}))
     args = plan.create_args({s.name: s.name for s in http.secrets},
                             {name: "10.0.0.1" for name in plan.names()})
     assert args["sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "80"}

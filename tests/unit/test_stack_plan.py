@@ -48,10 +48,17 @@ def test_a_network_too_small_is_a_clear_error(plans: list[ServicePlan]) -> None:
 def test_containers_get_the_allocated_host_ids(plans: list[ServicePlan]) -> None:
     """The registry's IDs, not a hash of the names, reach podman."""
     userns = Interval(3_000_000_000, USERNS_SIZE)
-    ids = StackIds(userns, {p.service.name: 2_000_000_000 + i for i, p in enumerate(plans)})
+    ports = {p.port_key(port.port): 20000 + i
+             for i, (p, port) in enumerate((p, port) for p in plans for port in p.service.ports)}
+    ids = StackIds(userns, {p.service.name: 2_000_000_000 + i for i, p in enumerate(plans)},
+                   ports)
     hosts = fixed_hosts("10.89.7.0/24", plans)
     for index, plan in enumerate(replace(p, ids=ids) for p in plans):
         args = plan.create_args({s.name: s.name for s in plan.service.secrets}, hosts)
+        # The recorded host ports reach podman, one per container port, TCP and UDP alike.
+        assert args["ports"] == {f"{port.port}/{port.protocol}":
+                                 ("127.0.0.1", ports[plan.port_key(port.port)])
+                                 for port in plan.service.ports}
         if plan.in_userns:
             mapping = [{"container_id": 0, "host_id": userns.start, "size": USERNS_SIZE}]
             assert args["idmappings"] == {"UIDMap": mapping, "GIDMap": mapping}
@@ -67,6 +74,11 @@ def test_a_plan_without_allocated_ids_refuses_to_create(plans: list[ServicePlan]
     with pytest.raises(IpabuildError, match="no host IDs allocated"):
         split.create_args({s.name: s.name for s in split.service.secrets},
                           fixed_hosts("10.89.7.0/24", plans))
+    published = replace(next(p for p in plans if p.service.ports and not p.in_userns),
+                        ids=StackIds(uids={p.service.name: 2_000_000_000 for p in plans}))
+    with pytest.raises(IpabuildError, match="no host port allocated"):
+        published.create_args({s.name: s.name for s in published.service.secrets},
+                              fixed_hosts("10.89.7.0/24", plans))
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "-x", "x y", "a" * 64, "ü"])

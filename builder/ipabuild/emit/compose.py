@@ -96,8 +96,14 @@ def _service_entry(project: Project, service: Service, tag: str,
                                                          project.server_name),
                                    "ipv4_address": hosts[service.name]}}
     entry["extra_hosts"] = [f"{name}:{address}" for name, address in hosts.items()]
-    if service.ports:
-        entry["ports"] = [f"127.0.0.1::{p.port}/{p.protocol}" for p in service.ports]
+    # Published on host ports podman picks. Not UDP: podman 4.3 picks a UDP publish's
+    # port by probing TCP and then fails the start when the port's UDP side is taken
+    # (stack.hostports has the evidence; `ipabuild up` picks its ports itself). The
+    # services' UDP ports stay reachable on compose's network; a host reaches the KDC
+    # over TCP (krb5.conf: `kdc = tcp/127.0.0.1:PORT`).
+    published = [p for p in service.ports if p.protocol != "udp"]
+    if published:
+        entry["ports"] = [f"127.0.0.1::{p.port}/{p.protocol}" for p in published]
     if service.depends_on:
         entry["depends_on"] = list(service.depends_on)
     init = service.init

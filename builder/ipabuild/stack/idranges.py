@@ -1,4 +1,4 @@
-"""The host ID registry: which host UIDs and GIDs each stack owns, allocated and recorded.
+"""The host ID registry: which host UIDs and GIDs (and ports) each stack owns, recorded.
 
 A stack's host IDs used to be derived from a hash of its name, so two names could
 collide (``tenant0`` and ``tenant51`` did). Now they are allocated under a lock from
@@ -11,7 +11,10 @@ two pools and recorded in ``$IPABUILD_STATE_DIR/idranges.json`` (default
   down, since podman's ``--userns=auto`` hands out the same range from the bottom up;
 - one UID per split service, from ``UID_POOL``: split services run in the host's user
   namespace with ``--user UID:0``, and podman refuses a ``--user`` above 2147483647,
-  where the ``containers`` range (as ``doctor --fix`` sets it) begins.
+  where the ``containers`` range (as ``doctor --fix`` sets it) begins;
+- beside the IDs, one host port per published container port (``hostports``): from
+  20000-65535 outside the kernel's ephemeral range, not another stack's, and bound by
+  nothing when picked.
 
 Each allocation is first fit over the sorted free intervals: the pool minus every
 other stack's record, minus what containers use now (``foreign``, measured by the
@@ -29,7 +32,7 @@ import grp
 import json
 import os
 import pwd
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,8 @@ from ipabuild.core.hostids import (
     legacy_userns_base,
 )
 from ipabuild.core.locks import held, state_dir
+from ipabuild.stack.hostports import pick_port, port_free, port_pool
+from ipabuild.stack.intervals import Interval, first_fit, intersect, subtract
 
 SUBID_USER = "containers"
 SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
@@ -51,63 +56,7 @@ FIX_SPACE = ("remove stacks you no longer need with `ipabuild down --name NAME -
              "or widen the `containers` entry in /etc/subuid and /etc/subgid")
 
 
-@dataclass(frozen=True, order=True)
-class Interval:
-    """Host IDs ``start`` .. ``start + size - 1``; ``owner`` says whose, for messages."""
-
-    start: int
-    size: int
-    owner: str = field(default="", compare=False)
-
-    @property
-    def end(self) -> int:
-        """One past the last ID."""
-        return self.start + self.size
-
-    def overlaps(self, other: Interval) -> bool:
-        return self.start < other.end and other.start < self.end
-
-    def __str__(self) -> str:
-        return f"{self.start}-{self.end - 1}" if self.size > 1 else str(self.start)
-
-
 UID_POOL = Interval(2_000_000_000, MAX_USER_ID - 2_000_000_000, "split service UIDs")
-
-
-def subtract(pool: list[Interval], used: list[Interval]) -> list[Interval]:
-    """``pool`` minus ``used`` as sorted, non-overlapping free intervals."""
-    free = []
-    ordered = sorted(used)
-    for block in sorted(pool):
-        cursor = block.start
-        for taken in ordered:
-            if taken.end <= cursor:
-                continue
-            if taken.start >= block.end:
-                break
-            if taken.start > cursor:
-                free.append(Interval(cursor, taken.start - cursor))
-            cursor = max(cursor, taken.end)
-        if cursor < block.end:
-            free.append(Interval(cursor, block.end - cursor))
-    return free
-
-
-def intersect(first: list[Interval], second: list[Interval]) -> list[Interval]:
-    """IDs in both lists (the sub-ID range usable for UIDs and GIDs at once)."""
-    found = [Interval(max(a.start, b.start), min(a.end, b.end) - max(a.start, b.start))
-             for a in first for b in second if a.overlaps(b)]
-    return sorted(found)
-
-
-def first_fit(free: list[Interval], size: int, from_top: bool = False) -> Interval | None:
-    """The first gap (lowest, or highest with ``from_top``) that holds ``size`` IDs."""
-    fitting = [gap for gap in free if gap.size >= size]
-    if not fitting:
-        return None
-    if from_top:
-        return Interval(fitting[-1].end - size, size)
-    return Interval(fitting[0].start, size)
 
 
 def subid_entries(path: Path) -> list[tuple[str, Interval]]:
@@ -127,10 +76,13 @@ def subid_entries(path: Path) -> list[tuple[str, Interval]]:
 
 @dataclass
 class StackIds:
-    """A stack's host IDs: its namespace range (if any) and each split service's UID."""
+    """A stack's host IDs: its namespace range (if any) and each split service's UID;
+    and its host ports (``hostports``): ``"service:container port"`` → the host port
+    both its TCP and UDP are published on."""
 
     userns: Interval | None = None
     uids: dict[str, int] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
 
     def intervals(self, owner: str) -> list[Interval]:
         ranges = [Interval(self.userns.start, self.userns.size, owner)] if self.userns else []
@@ -150,13 +102,15 @@ class StackIds:
 
     def to_json(self) -> dict[str, object]:
         return {"userns": [self.userns.start, self.userns.size] if self.userns else None,
-                "uids": dict(sorted(self.uids.items()))}
+                "uids": dict(sorted(self.uids.items())),
+                "ports": dict(sorted(self.ports.items()))}
 
     @classmethod
     def from_json(cls, data: dict) -> StackIds:  # type: ignore[type-arg]
         userns = data.get("userns")
         return cls(Interval(int(userns[0]), int(userns[1])) if userns else None,
-                   {str(k): int(v) for k, v in (data.get("uids") or {}).items()})
+                   {str(k): int(v) for k, v in (data.get("uids") or {}).items()},
+                   {str(k): int(v) for k, v in (data.get("ports") or {}).items()})
 
 
 class Registry:
@@ -164,11 +118,14 @@ class Registry:
 
     def __init__(self, directory: Path | None = None,
                  subid_files: tuple[Path, Path] = SUBID_FILES,
-                 uid_pool: Interval = UID_POOL) -> None:
+                 uid_pool: Interval = UID_POOL,
+                 ports: tuple[Callable[[], list[Interval]], Callable[[int], bool]] = (
+                     port_pool, port_free)) -> None:
         self.directory = directory or state_dir()
         self.path = self.directory / REGISTRY_FILE
         self.subid_files = subid_files
         self.uid_pool = uid_pool
+        self.port_pool, self.port_free = ports  # the pool, and whether a port is bound
 
     # --- the file -----------------------------------------------------------------
 
@@ -191,7 +148,8 @@ class Registry:
                              "records it again from its volumes' labels") from exc
 
     def _save(self, stacks: dict[str, StackIds]) -> None:
-        document = {"about": "host IDs allocated by ipabuild (docs/multitenancy.md)",
+        document = {"about": "host IDs and ports allocated by ipabuild "
+                             "(docs/multitenancy.md)",
                     "version": 1,
                     "stacks": {name: stacks[name].to_json() for name in sorted(stacks)}}
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -210,11 +168,13 @@ class Registry:
     def allocate(self, stack: str, *, userns: bool, services: list[str],
                  evidence: StackIds | None = None,
                  foreign: Callable[[], list[Interval]] = list,
-                 requested: Mapping[str, int] | None = None) -> StackIds:
+                 requested: Mapping[str, int] | None = None,
+                 ports: Sequence[str] = ()) -> StackIds:
         """The stack's IDs: its record, completed with what ``userns`` and ``services``
         need. ``evidence``: IDs its existing volumes are owned by (kept, not moved);
         ``foreign``: what containers use now, called under the lock; ``requested``: the
-        UID a service must get (as OpenShift assigns one), checked like an allocation."""
+        UID a service must get (as OpenShift assigns one), checked like an allocation;
+        ``ports``: the ``"service:port"`` keys that need a host port."""
         requested = requested or {}
         with self._locked() as stacks:
             record = stacks.get(stack) or StackIds()
@@ -252,10 +212,25 @@ class Registry:
                     record.uids[service] = self._fit(pool, 1, used, False,
                                                      f"UID pool {self.uid_pool}").start
                 changed = True
+            changed = self._allocate_ports(stacks, stack, record, ports) or changed
             if changed:
                 stacks[stack] = record
                 self._save(stacks)
             return record
+
+    def _allocate_ports(self, stacks: dict[str, StackIds], stack: str, record: StackIds,
+                        keys: Sequence[str]) -> bool:
+        """A host port for each key the record lacks (``hostports``); True if any."""
+        missing = [key for key in keys if key not in record.ports]
+        if not missing:
+            return False
+        pool = self.port_pool()
+        taken = {port for name, ids in stacks.items() if name != stack
+                 for port in ids.ports.values()}
+        for key in missing:
+            record.ports[key] = pick_port(pool, taken | set(record.ports.values()),
+                                          self.port_free)
+        return True
 
     def release(self, stack: str) -> StackIds | None:
         """Forget the stack's IDs (its volumes are gone); returns what it held."""

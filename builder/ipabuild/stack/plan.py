@@ -17,6 +17,7 @@ from ipabuild.core.resolver import DNS_OPTIONS, NETAVARK_DNS_SEARCH
 from ipabuild.spec.model import Service
 from ipabuild.spec.routes import fixed_hosts as routes_fixed_hosts
 from ipabuild.spec.routes import host_names
+from ipabuild.stack.hostports import LOOPBACK
 from ipabuild.stack.idranges import StackIds
 
 STACK_LABEL = "io.ipabuild.stack"
@@ -64,6 +65,18 @@ class ServicePlan:
             raise IpabuildError(f"{self.service.name}: no host IDs allocated (Stack.up "
                                 "allocates them before creating containers)")
         return self.ids
+
+    def port_key(self, port: int) -> str:
+        """The registry's key for this service's container ``port``."""
+        return f"{self.service.name}:{port}"
+
+    def host_port(self, port: int) -> int:
+        """The host port this service's container ``port`` is published on."""
+        try:
+            return self._ids.ports[self.port_key(port)]
+        except KeyError:
+            raise IpabuildError(f"{self.service.name}: no host port allocated for its port "
+                                f"{port} (Stack.up allocates them)") from None
 
     @property
     def ids_label(self) -> str:
@@ -115,7 +128,10 @@ class ServicePlan:
             **({} if service.mode == "monolithic" else {"cap_drop": ["ALL"]}),
             "no_new_privileges": True,  # podman-py maps security_opt to SELinux options
             "dns_opt": DNS_OPTIONS,
-            "ports": {f"{p.port}/{p.protocol}": ("127.0.0.1", 0) for p in service.ports},
+            # Host ports from the stack's record (``hostports``: podman's own pick can
+            # fail a UDP publish), the same for a port's TCP and UDP.
+            "ports": {f"{p.port}/{p.protocol}": (LOOPBACK, self.host_port(p.port))
+                      for p in service.ports},
             "init": True,
             # A crashed daemon comes back by itself (Kubernetes' restartPolicy does the
             # same in a cluster); `ipabuild down` stops it for good. The count caps a

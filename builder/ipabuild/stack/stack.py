@@ -249,7 +249,8 @@ class Stack:
                 self._local.client = None
 
     def _allocate_ids(self) -> StackIds:
-        """The stack's host IDs from the registry, keeping what its volumes are owned by."""
+        """The stack's host IDs and ports from the registry, keeping what its volumes are
+        owned by."""
         own_uid = [plan.service.name for plan in self.plans if not plan.in_userns]
         for service in sorted(set(self.requested_uids) - set(own_uid)):
             namespaced = [p.service.name for p in self.plans if p.in_userns]
@@ -262,7 +263,9 @@ class Stack:
             self.name, userns=any(plan.in_userns for plan in self.plans),
             services=own_uid, evidence=self._volume_evidence(),
             foreign=lambda: foreign_ranges(self.client, STACK_LABEL, self.name),
-            requested=self.requested_uids)
+            requested=self.requested_uids,
+            ports=sorted({plan.port_key(p.port) for plan in self.plans
+                          for p in plan.service.ports}))
 
     def _volume_evidence(self) -> StackIds:
         """The host IDs the stack's existing volumes were made for (see ``volume_ids``)."""

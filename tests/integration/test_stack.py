@@ -224,12 +224,25 @@ def _container_ids(stack: str) -> dict[str, str]:
             for service in ("ldap", "kdc", "ca", "http", "server")}
 
 
+def _published(stack: str, service: str) -> dict[str, int]:
+    """Container port/protocol → host port, from podman's inspect."""
+    found = json.loads(sh(["podman", "inspect", f"ipabuild-{stack}-{service}"]).stdout)
+    ports = found[0]["NetworkSettings"]["Ports"] or {}
+    return {port: int(bound[0]["HostPort"]) for port, bound in ports.items() if bound}
+
+
 def test_up_remakes_a_half_started_stack_and_keeps_what_is_healthy(
         stack: str, client: Client) -> None:
     """A stack left half-started (a container removed, one stopped by hand, as an
     interrupted `up` or a crash loop leaves it): `up` again makes only those, keeps the
     healthy ones running untouched, and the realm answers; a further `up` keeps all."""
     before = _container_ids(stack)
+    ports = {service: _published(stack, service) for service in ("kdc", "http")}
+    # The stack's recorded host ports (stack.hostports): one per container port, TCP and
+    # UDP alike, below the kernel's ephemeral range.
+    assert ports["kdc"]["8088/tcp"] == ports["kdc"]["8088/udp"]
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(20000 <= port < low for each in ports.values() for port in each.values())
     sh(["podman", "rm", "-f", "-t", "5", f"ipabuild-{stack}-http"])
     sh(["podman", "stop", "-t", "5", f"ipabuild-{stack}-kdc"])
     up = ipabuild("up", "--name", stack)
@@ -237,6 +250,8 @@ def test_up_remakes_a_half_started_stack_and_keeps_what_is_healthy(
     after = _container_ids(stack)
     assert after["ldap"] == before["ldap"] and after["ca"] == before["ca"], up.stderr
     assert after["kdc"] != before["kdc"] and after["http"] not in ("", before["http"])
+    # Made again on the same host ports: a client's krb5.conf stays right.
+    assert {service: _published(stack, service) for service in ports} == ports
     for service in ("ldap", "ca"):
         assert f"{service}: already healthy with this image and configuration: kept" \
             in up.stderr

@@ -78,6 +78,7 @@ def test_new_tag_keeps_the_old_tags_data(stack: str, client: Client, newer_image
         ipa cert-request r.csr --principal "HTTP/$H" | sed -n 's/^  Serial number: /SERIAL=/p'
         """
     before = ipa(client, script, U=user, G=group, H=host)
+    assert "SERIAL=" in before, before[-3000:]  # what ipa said instead of a certificate
     serial = int(before.split("SERIAL=", 1)[1].split()[0])
     old_image = _image_of(stack, "ldap")
     try:

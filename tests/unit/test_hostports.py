@@ -13,7 +13,7 @@ import pytest
 from ipabuild.core import locks
 from ipabuild.core.errors import UsageError
 from ipabuild.stack.hostports import ephemeral_range, pick_port, port_free, port_pool
-from ipabuild.stack.idranges import UID_POOL, Interval, Registry
+from ipabuild.stack.idranges import UID_POOL, Interval, Registry, StackIds
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +90,9 @@ def test_a_record_without_ports_gets_them(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('"ports": {}', '"other": 1'))
     assert reg.allocate("a", userns=False, services=["kdc"], ports=["kdc:88"]).ports == {
         "kdc:88": 20000}
+
+
+def test_a_released_record_names_its_ports() -> None:
+    """`down --volumes` prints what went back to the registry, ports included."""
+    ids = StackIds(uids={"kdc": 2_000_000_001}, ports={"kdc:88": 20001, "kdc:464": 20000})
+    assert ids.describe() == "UID 2000000001 (kdc), 2 host port(s) (20000, 20001)"

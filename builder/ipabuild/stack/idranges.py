@@ -92,8 +92,11 @@ class StackIds:
     def describe(self) -> str:
         """One line for people: "user namespace A-B, UID N (service), ..."."""
         parts = [f"user namespace {self.userns}"] if self.userns else []
-        return ", ".join(parts + [f"UID {uid} ({service})"
-                                  for service, uid in sorted(self.uids.items())])
+        parts += [f"UID {uid} ({service})" for service, uid in sorted(self.uids.items())]
+        if self.ports:
+            parts.append(f"{len(self.ports)} host port(s) "
+                         f"({', '.join(map(str, sorted(set(self.ports.values()))))})")
+        return ", ".join(parts)
 
     def update(self, other: StackIds) -> None:
         """Take ``other``'s namespace range (if any) and UIDs."""

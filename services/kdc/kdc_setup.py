@@ -49,6 +49,7 @@ RESOLV_CONF = Path("/etc/resolv.conf")
 SERVICE_KEYSALTS = "aes256-sha2:normal aes128-sha2:normal aes256-cts:normal aes128-cts:normal"
 DIRECTORY_WAIT = 120  # seconds for the realm's entry to answer over LDAPI
 ALREADY_EXISTS, VALUE_EXISTS = 68, 20  # LDAP result codes a re-run meets
+NO_SUCH_OBJECT = 32  # ldapsearch's exit status for a base entry that is not there
 
 
 class SetupError(Exception):
@@ -109,11 +110,13 @@ def ldapi_uri(path: Path) -> str:
 
 
 def ldap_errors(output: str, tolerated: Iterable[int]) -> list[str]:
-    """The ``ldap_...`` error lines of an ``ldapmodify -c`` run, less those whose result
-    code a re-run meets (an entry or value already there)."""
+    """The error lines of an ``ldapmodify -c`` run: its own (``ldapmodify: invalid
+    format ...``) and the server's (``ldap_...``), less the results a re-run meets (an
+    entry or value already there)."""
     allowed = tuple(f"({code})" for code in tolerated)
     return [line for line in output.splitlines()
-            if line.startswith("ldap_") and not line.rstrip().endswith(allowed)]
+            if line.startswith(("ldap_", "ldapmodify: "))
+            and not line.rstrip().endswith(allowed)]
 
 
 class Ldapi:
@@ -129,10 +132,22 @@ class Ldapi:
                                "-s", "base", "-b", base, *args],
                               capture_output=True, text=True, check=False)
 
-    def has(self, base: str, *args: str) -> bool:
-        """Whether the base entry exists (and matches the filter in ``args``)."""
-        done = self.search(base, *args)
+    def answers(self, base: str) -> bool:
+        """Whether the base entry can be read now (False on any failure: waited for)."""
+        done = self.search(base, "dn")
         return done.returncode == 0 and done.stdout.startswith("dn")
+
+    def has(self, base: str, *args: str) -> bool:
+        """Whether the base entry exists and matches the filter in ``args``. A failed
+        search is an error, never "absent": a realm would be created again over an
+        existing one, or admin's password reset."""
+        done = self.search(base, *args)
+        if done.returncode == NO_SUCH_OBJECT:
+            return False
+        if done.returncode != 0:
+            raise SetupError(f"could not search {base} over LDAPI: "
+                             f"{(done.stdout + done.stderr).strip()}")
+        return done.stdout.startswith("dn")
 
     def modify(self, ldif: str, what: str, tolerated: Iterable[int] = ()) -> None:
         """Apply ``ldif`` (continuing past errors); results in ``tolerated`` are fine."""
@@ -197,7 +212,7 @@ def wait_tcp(host: str, port: int, why: str, timeout: float = 0,
 
 def wait_directory(realm: Realm, directory: Ldapi, limit: int = DIRECTORY_WAIT) -> None:
     for waited in range(limit):
-        if realm.socket.is_socket() and directory.has(realm.container_dn, "dn"):
+        if realm.socket.is_socket() and directory.answers(realm.container_dn):
             return
         if waited % 10 == 0:
             log(f"waiting for {realm.container_dn} over {realm.socket} (the kdc must share "
@@ -270,25 +285,28 @@ def ensure_service_keys(principals: list[tuple[str, str]]) -> None:
     for principal, secret_name in principals:
         if key_count(principal_info(principal)) != 0:
             continue  # keys set (never changed after), or no such principal
+        # What cpw says is never shown: its command line holds the password.
         kadmin(stdin=f'cpw -e "{SERVICE_KEYSALTS}" -pw {secret(secret_name)} {principal}\n')
-        if not key_count(principal_info(principal)):
-            raise SetupError(f"could not set the keys of {principal}")
+        info = principal_info(principal)
+        if not key_count(info):
+            raise SetupError(f"could not set the keys of {principal}: {info.strip()}")
         log(f"set the keys of {principal}")
 
 
 # --- 6.-7. anonymous, admin ---------------------------------------------------------------
 
 def ensure_anonymous(realm: Realm, directory: Ldapi) -> None:
+    """The principal once; its ACI at every start (there already: nothing changes), so
+    a setup stopped between the two completes."""
     anonymous = f"WELLKNOWN/ANONYMOUS@{realm.realm}"
-    if key_count(principal_info(anonymous)) is not None:
-        return
-    kadmin(f"addprinc -randkey {anonymous}")
     if key_count(principal_info(anonymous)) is None:
-        raise SetupError(f"could not create {anonymous}")
+        said = kadmin(f"addprinc -randkey {anonymous}")
+        if key_count(principal_info(anonymous)) is None:
+            raise SetupError(f"could not create {anonymous}: {said.strip()}")
+        log(f"created {anonymous}")
     aci = ANONYMOUS_ACI.read_text().replace("$SUFFIX", realm.suffix)
     directory.modify(aci.replace("$REALM", realm.realm), f"add the ACI for {anonymous}",
                      (VALUE_EXISTS,))
-    log(f"created {anonymous}")
 
 
 def ensure_admin_keys(realm: Realm, directory: Ldapi) -> None:
@@ -302,10 +320,26 @@ def ensure_admin_keys(realm: Realm, directory: Ldapi) -> None:
     log(f"admin@{realm.realm} has its keys (ipa-pwd-extop)")
 
 
-def setup(realm: Realm, run: Path, ready: tuple[str, int]) -> None:
+def endpoint(value: str) -> tuple[str, int]:
+    """``host:port`` (KDC_DIRECTORY_READY) as a pair."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise SetupError(f"KDC_DIRECTORY_READY={value!r} is not HOST:PORT (e.g. ldap:3389)")
+    return host, int(port)
+
+
+def wait_timeout(value: str) -> float:
+    """IPABUILD_WAIT_TIMEOUT in seconds; empty or 0 waits for ever."""
+    try:
+        return float(value or 0)
+    except ValueError:
+        raise SetupError(f"IPABUILD_WAIT_TIMEOUT={value!r} is not a number of seconds "
+                         "(0 waits for ever)") from None
+
+
+def setup(realm: Realm, run: Path, ready: tuple[str, int], timeout: float) -> None:
     directory = Ldapi(ldapi_uri(realm.socket))
-    wait_tcp(*ready, f"the IPA directory of realm {realm.realm}",
-             float(os.environ.get("IPABUILD_WAIT_TIMEOUT", "0")))
+    wait_tcp(*ready, f"the IPA directory of realm {realm.realm}", timeout)
     wait_directory(realm, directory)
     ensure_realm(realm, directory, run)
     directory.modify(SERVICES_LDIF.read_text(), "add the stack's hosts and services",
@@ -327,12 +361,15 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    ready = os.environ.get("KDC_DIRECTORY_READY", "ldap:3389")
-    host, _, port = ready.rpartition(":")
     try:
-        setup(Realm.from_environ(os.environ), Path(argv[1]), (host, int(port)))
+        setup(Realm.from_environ(os.environ), Path(argv[1]),
+              endpoint(os.environ.get("KDC_DIRECTORY_READY", "ldap:3389")),
+              wait_timeout(os.environ.get("IPABUILD_WAIT_TIMEOUT", "")))
     except SetupError as exc:
         log(f"FATAL: {exc}")
+        return 1
+    except OSError as exc:  # a file of the image or a tool missing
+        log(f"FATAL: {exc} (the image is incomplete: rebuild it with `ipabuild images`)")
         return 1
     return 0
 

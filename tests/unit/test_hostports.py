@@ -96,3 +96,15 @@ def test_a_released_record_names_its_ports() -> None:
     """`down --volumes` prints what went back to the registry, ports included."""
     ids = StackIds(uids={"kdc": 2_000_000_001}, ports={"kdc:88": 20001, "kdc:464": 20000})
     assert ids.describe() == "UID 2000000001 (kdc), 2 host port(s) (20000, 20001)"
+
+
+def test_a_lost_record_is_rebuilt_from_the_containers_ports(tmp_path: Path) -> None:
+    """The stack's containers hold their ports (so the probe calls them bound): a record
+    lost, or written by an older ipabuild, takes them back instead of moving the stack.
+    Ports podman picked before (the ephemeral range) and another stack's are not kept."""
+    reg = registry(tmp_path, [Interval(20000, 10)], bound={20005, 20006})
+    reg.allocate("other", userns=False, services=[], ports=["x:1"])  # gets 20000
+    ids = reg.allocate("a", userns=False, services=[], ports=["kdc:88", "kdc:464", "ldap:389"],
+                       port_evidence={"kdc:88": 20005, "kdc:464": 40123, "ldap:389": 20000})
+    assert ids.ports["kdc:88"] == 20005  # its own, though bound (by its own container)
+    assert ids.ports["kdc:464"] == 20001 and ids.ports["ldap:389"] == 20002

@@ -125,3 +125,37 @@ def test_the_wait_for_the_directory_port_ends_when_it_listens() -> None:
         timer.join()
     with pytest.raises(kdc_setup.SetupError, match=r"gave up after \d+s waiting for"):
         kdc_setup.wait_tcp("127.0.0.1", port, "a test", timeout=0.5)
+
+
+@pytest.mark.parametrize(("returncode", "stdout", "answer"), [
+    (0, "dn: cn=EXAMPLE.TEST,cn=kerberos,dc=example,dc=test\n", True),
+    (0, "", False),  # the entry is there, the filter does not match (no krbMKey yet)
+    (kdc_setup.NO_SUCH_OBJECT, "", False),
+    (255, "", None),  # cannot contact the server: an error, never "absent"
+    (50, "", None),
+])
+def test_a_failed_search_is_an_error_not_absent(
+        monkeypatch: pytest.MonkeyPatch, returncode: int, stdout: str,
+        answer: bool | None) -> None:
+    """A realm is created, or admin's password set, only when the directory said
+    "not there": a search that failed must not recreate the realm over the old one."""
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(argv, returncode, stdout, "ldap_sasl_bind: x")
+    monkeypatch.setattr(kdc_setup.subprocess, "run", fake_run)
+    directory = kdc_setup.Ldapi("ldapi://%2Frun%2Fx.socket")
+    if answer is None:
+        with pytest.raises(kdc_setup.SetupError, match=r"could not search .* over LDAPI"):
+            directory.has(REALM.container_dn, "(krbMKey=*)", "dn")
+        assert directory.answers(REALM.container_dn) is False  # the wait just waits on
+    else:
+        assert directory.has(REALM.container_dn, "(krbMKey=*)", "dn") is answer
+
+
+def test_settings_that_cannot_be_read_are_one_clear_line() -> None:
+    assert kdc_setup.endpoint("ldap:3389") == ("ldap", 3389)
+    assert kdc_setup.wait_timeout("") == 0 and kdc_setup.wait_timeout("30") == 30
+    for bad in ("ldap", "ldap:", ":3389", "ldap:x"):
+        with pytest.raises(kdc_setup.SetupError, match="is not HOST:PORT"):
+            kdc_setup.endpoint(bad)
+    with pytest.raises(kdc_setup.SetupError, match="is not a number of seconds"):
+        kdc_setup.wait_timeout("soon")

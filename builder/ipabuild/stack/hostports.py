@@ -64,7 +64,9 @@ def pick_port(pool: list[Interval], taken: Iterable[int],
         for port in range(block.start, block.end):
             if port not in held and is_free(port):
                 return port
-    raise UsageError(f"no free host port left in {', '.join(map(str, pool)) or 'no pool'} "
-                     f"(ports ipabuild publishes on, outside the kernel's ephemeral range)",
+    where = ", ".join(map(str, pool)) or (f"{PORT_POOL}: the kernel's ephemeral range "
+                                          "covers all of it")
+    raise UsageError(f"no free host port left in {where} (ports ipabuild publishes on, "
+                     f"outside the kernel's ephemeral range)",
                      "remove stacks you no longer need with `ipabuild down --name NAME "
                      "--volumes`, or narrow net.ipv4.ip_local_port_range")

@@ -172,12 +172,15 @@ class Registry:
                  evidence: StackIds | None = None,
                  foreign: Callable[[], list[Interval]] = list,
                  requested: Mapping[str, int] | None = None,
-                 ports: Sequence[str] = ()) -> StackIds:
+                 ports: Sequence[str] = (),
+                 port_evidence: Mapping[str, int] | None = None) -> StackIds:
         """The stack's IDs: its record, completed with what ``userns`` and ``services``
         need. ``evidence``: IDs its existing volumes are owned by (kept, not moved);
         ``foreign``: what containers use now, called under the lock; ``requested``: the
         UID a service must get (as OpenShift assigns one), checked like an allocation;
-        ``ports``: the ``"service:port"`` keys that need a host port."""
+        ``ports``: the ``"service:port"`` keys that need a host port; ``port_evidence``:
+        the host ports its existing containers are published on (kept, if in the pool and
+        no other stack's: a lost or older record is rebuilt from them)."""
         requested = requested or {}
         with self._locked() as stacks:
             record = stacks.get(stack) or StackIds()
@@ -215,15 +218,18 @@ class Registry:
                     record.uids[service] = self._fit(pool, 1, used, False,
                                                      f"UID pool {self.uid_pool}").start
                 changed = True
-            changed = self._allocate_ports(stacks, stack, record, ports) or changed
+            changed = self._allocate_ports(stacks, stack, record, ports,
+                                           port_evidence or {}) or changed
             if changed:
                 stacks[stack] = record
                 self._save(stacks)
             return record
 
     def _allocate_ports(self, stacks: dict[str, StackIds], stack: str, record: StackIds,
-                        keys: Sequence[str]) -> bool:
-        """A host port for each key the record lacks (``hostports``); True if any."""
+                        keys: Sequence[str], evidence: Mapping[str, int]) -> bool:
+        """A host port for each key the record lacks (``hostports``); True if any. The
+        port its container has now is kept when it lies in the pool (ports podman picked
+        before lie in the ephemeral range: those are picked anew)."""
         missing = [key for key in keys if key not in record.ports]
         if not missing:
             return False
@@ -231,8 +237,14 @@ class Registry:
         taken = {port for name, ids in stacks.items() if name != stack
                  for port in ids.ports.values()}
         for key in missing:
-            record.ports[key] = pick_port(pool, taken | set(record.ports.values()),
-                                          self.port_free)
+            mine = set(record.ports.values())
+            offered = evidence.get(key)
+            if (offered is not None and offered not in taken | mine
+                    and any(block.start <= offered < block.end for block in pool)):
+                record.ports[key] = offered
+            else:
+                record.ports[key] = pick_port(pool, taken | mine | set(evidence.values()),
+                                              self.port_free)
         return True
 
     def release(self, stack: str) -> StackIds | None:

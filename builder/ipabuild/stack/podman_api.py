@@ -123,7 +123,9 @@ def api_error(exc: APIError, what: str) -> IpabuildError:
     text = str(exc.explanation or exc)
     if "address already in use" in text:
         return UsageError(f"{what}: a published port is already in use ({text})",
-                          "stop what holds the port, or start the stack under another --name")
+                          "stop what holds it (`ss -tulpn | grep :PORT` names it); the "
+                          "stack's host ports are recorded for its life, so `ipabuild down "
+                          "--volumes` is the only way to new ones")
     return IpabuildError(f"{what}: {text}")
 
 

@@ -265,7 +265,23 @@ class Stack:
             foreign=lambda: foreign_ranges(self.client, STACK_LABEL, self.name),
             requested=self.requested_uids,
             ports=sorted({plan.port_key(p.port) for plan in self.plans
-                          for p in plan.service.ports}))
+                          for p in plan.service.ports}),
+            port_evidence=self._port_evidence())
+
+    def _port_evidence(self) -> dict[str, int]:
+        """The host ports the stack's existing containers are published on."""
+        found: dict[str, int] = {}
+        for plan in self.plans:
+            try:
+                container = self.client.containers.get(plan.container)
+            except NotFound:
+                continue
+            bindings = container.attrs.get("HostConfig", {}).get("PortBindings") or {}
+            for published, bound in sorted(bindings.items()):
+                host_port = str((bound or [{}])[0].get("HostPort", ""))
+                if host_port.isdigit():
+                    found[plan.port_key(int(published.split("/")[0]))] = int(host_port)
+        return found
 
     def _volume_evidence(self) -> StackIds:
         """The host IDs the stack's existing volumes were made for (see ``volume_ids``)."""

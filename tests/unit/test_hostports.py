@@ -94,8 +94,9 @@ def test_a_record_without_ports_gets_them(tmp_path: Path) -> None:
 
 def test_a_released_record_names_its_ports() -> None:
     """`down --volumes` prints what went back to the registry, ports included."""
-    ids = StackIds(uids={"kdc": 2_000_000_001}, ports={"kdc:88": 20001, "kdc:464": 20000})
-    assert ids.describe() == "UID 2000000001 (kdc), 2 host port(s) (20000, 20001)"
+    ids = StackIds(uids={"kdc": 2_000_000_001},
+                   ports={"kdc:88": 20001, "kdc:464": 20000, "kdc:749": 20002, "x:1": 20007})
+    assert ids.describe() == "UID 2000000001 (kdc), 4 host port(s) (20000-20002, 20007)"
 
 
 def test_a_lost_record_is_rebuilt_from_the_containers_ports(tmp_path: Path) -> None:

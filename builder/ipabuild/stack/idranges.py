@@ -94,8 +94,13 @@ class StackIds:
         parts = [f"user namespace {self.userns}"] if self.userns else []
         parts += [f"UID {uid} ({service})" for service, uid in sorted(self.uids.items())]
         if self.ports:
-            parts.append(f"{len(self.ports)} host port(s) "
-                         f"({', '.join(map(str, sorted(set(self.ports.values()))))})")
+            runs: list[Interval] = []
+            for port in sorted(set(self.ports.values())):
+                if runs and runs[-1].end == port:
+                    runs[-1] = Interval(runs[-1].start, runs[-1].size + 1)
+                else:
+                    runs.append(Interval(port, 1))
+            parts.append(f"{len(self.ports)} host port(s) ({', '.join(map(str, runs))})")
         return ", ".join(parts)
 
     def update(self, other: StackIds) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, "/usr/local/lib/ipabuild")
 import derived_keys
+import kdc_setup
 from child_process import Child
 
 SEED, LABEL = "kdc-pkinit-key-seed", "kdc-pkinit"
@@ -100,28 +101,19 @@ class Bundle:
         derived_keys.write_public(str(run / "kdc.crt"), self.cert)
 
 
-class Directory:
-    """The IPA directory over ldap's LDAPI socket (SASL EXTERNAL), through the OpenLDAP
-    tools, which the image has for the entrypoint anyway."""
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
+class Directory(kdc_setup.Ldapi):
+    """The IPA directory over ldap's LDAPI socket, as the kdc's setup reaches it."""
 
     def ldif(self, base: str, *attributes: str) -> str | None:
         """The base entry's attributes as LDIF; None when the directory did not answer."""
-        done = subprocess.run(["ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-Q", "-Y",
-                               "EXTERNAL", "-H", self.uri, "-s", "base", "-b", base,
-                               *attributes], capture_output=True, text=True, check=False)
+        done = self.search(base, *attributes)
         return done.stdout if done.returncode == 0 else None
-
-    def answers(self, dn: str) -> bool:
-        return self.ldif(dn, "dn") is not None
 
     def mark_pkinit_enabled(self, dn: str) -> None:
         """FreeIPA's pkinitEnabled marker (already there: nothing to do)."""
         change = (f"dn: {dn}\nchangetype: modify\nadd: ipaConfigString\n"
                   f"ipaConfigString: pkinitEnabled\n")
-        subprocess.run(["ldapmodify", "-Q", "-Y", "EXTERNAL", "-H", self.uri], input=change,
+        subprocess.run(["ldapmodify", *self.auth], input=change,
                        capture_output=True, text=True, check=False)
 
 
@@ -185,13 +177,12 @@ class Watch:
 
     @classmethod
     def from_environment(cls, run: Path) -> Watch:
-        realm, suffix, server = (os.environ["IPA_REALM"], os.environ["IPA_SUFFIX"],
-                                 os.environ["IPA_SERVER"])
-        socket = f"/run/ipa-ldapi/slapd-{realm.replace('.', '-')}.socket"
-        return cls(run=run, directory=Directory("ldapi://" + socket.replace("/", "%2F")),
-                   kdc_entry=f"cn=KDC,cn={server},cn=masters,cn=ipa,cn=etc,{suffix}",
+        names = kdc_setup.Realm.from_environ(os.environ)
+        suffix = names.suffix
+        return cls(run=run, directory=Directory(kdc_setup.ldapi_uri(names.socket)),
+                   kdc_entry=f"cn=KDC,cn={names.server},cn=masters,cn=ipa,cn=etc,{suffix}",
                    ca_entry=f"cn=CAcert,cn=ipa,cn=etc,{suffix}",
-                   realm_dn=f"cn={realm},cn=kerberos,{suffix}",
+                   realm_dn=names.container_dn,
                    ldap_address=os.environ.get("KDC_DIRECTORY_READY", "ldap:3389"),
                    template=Path(TEMPLATE).read_text())
 

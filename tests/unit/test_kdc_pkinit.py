@@ -16,6 +16,7 @@ from service_modules import ROOT, load
 
 derived_keys = load("services/common/derived_keys.py")
 load("services/common/child_process.py")  # what kdc_pkinit imports beside it
+load("services/kdc/kdc_setup.py")
 kdc_pkinit = load("services/kdc/kdc_pkinit.py")
 NOW = datetime.datetime.now(datetime.UTC)
 CA_KEY = ec.generate_private_key(ec.SECP256R1())

@@ -245,7 +245,7 @@ class Registry:
             mine = set(record.ports.values())
             offered = evidence.get(key)
             if (offered is not None and offered not in taken | mine
-                    and any(block.start <= offered < block.end for block in pool)):
+                    and any(block.overlaps(Interval(offered, 1)) for block in pool)):
                 record.ports[key] = offered
             else:
                 record.ports[key] = pick_port(pool, taken | mine | set(evidence.values()),
